@@ -1,0 +1,55 @@
+"""The errors coldtier raises: one root, builtins mixed in.
+
+::
+
+    ColdTierError
+    ├── InvalidRequest(ColdTierError, ValueError)        bad input; nothing was written
+    ├── UnknownBackend(ColdTierError, LookupError)       scheme not registered; lists known schemes
+    ├── MissingDependency(ColdTierError, ImportError)    names the extra: pip install 'coldtier[s3]'
+    ├── ArchiveWriteError(ColdTierError, OSError)        not durable; the caller must keep its originals
+    ├── IntegrityError(ColdTierError)                    stored bytes don't match their digest / footer
+    └── PreconditionUnsupported(ColdTierError)           backend ignores create-only writes
+
+Because the builtins are mixed in, ``except ValueError`` still catches bad
+input and ``except OSError`` still catches a failed write.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArchiveWriteError",
+    "ColdTierError",
+    "IntegrityError",
+    "InvalidRequest",
+    "MissingDependency",
+    "PreconditionUnsupported",
+    "UnknownBackend",
+]
+
+
+class ColdTierError(Exception):
+    """Root of every error coldtier raises on purpose."""
+
+
+class InvalidRequest(ColdTierError, ValueError):
+    """The request is malformed; nothing was written."""
+
+
+class UnknownBackend(ColdTierError, LookupError):
+    """No backend is registered for the URL's scheme."""
+
+
+class MissingDependency(ColdTierError, ImportError):
+    """The backend needs an optional extra that is not installed."""
+
+
+class ArchiveWriteError(ColdTierError, OSError):
+    """The batch is not durably stored; the caller must keep its originals."""
+
+
+class IntegrityError(ColdTierError):
+    """Stored bytes do not match their digest, footer or schema."""
+
+
+class PreconditionUnsupported(ColdTierError):
+    """The backend does not honour create-only writes."""

@@ -1,0 +1,86 @@
+"""JSON Lines ⇄ :class:`Event`, in the form the CLI reads and writes.
+
+One object per line with the ``Event`` field names; ``timestamp`` is RFC 3339
+with an offset; ``tenant_id`` is optional on input.  What ``read --format
+jsonl`` writes can be archived again unchanged.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import IO, Any
+
+import orjson
+
+from ._errors import InvalidRequest
+from ._types import Event
+
+__all__ = ["dump_event", "load_events"]
+
+_FIELDS = ("id", "event_type", "entity_id", "tenant_id", "payload", "timestamp", "metadata", "version")
+
+
+def dump_event(event: Event) -> bytes:
+    """One JSON line (with the newline) for ``event``."""
+    return orjson.dumps(
+        {
+            "id": str(event.id),
+            "event_type": event.event_type,
+            "entity_id": event.entity_id,
+            "tenant_id": event.tenant_id,
+            "payload": event.payload,
+            "timestamp": event.timestamp.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "metadata": event.metadata,
+            "version": event.version,
+        },
+        option=orjson.OPT_APPEND_NEWLINE,
+    )
+
+
+def _event(obj: Any, tenant_id: str, where: str) -> Event:
+    if not isinstance(obj, dict):
+        raise InvalidRequest(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    unknown = sorted(set(obj) - set(_FIELDS))
+    if unknown:
+        raise InvalidRequest(f"{where}: unknown field(s) {unknown}; fields are {list(_FIELDS)}")
+    missing = [f for f in ("id", "event_type", "entity_id", "payload", "timestamp") if f not in obj]
+    if missing:
+        raise InvalidRequest(f"{where}: missing field(s) {missing}")
+    try:
+        eid = uuid.UUID(obj["id"])
+    except (TypeError, ValueError, AttributeError):
+        raise InvalidRequest(f"{where}: id {obj['id']!r} is not a UUID") from None
+    try:
+        ts = datetime.fromisoformat(obj["timestamp"])
+    except (TypeError, ValueError):
+        raise InvalidRequest(f"{where}: timestamp {obj['timestamp']!r} is not RFC 3339") from None
+    if ts.tzinfo is None:
+        raise InvalidRequest(f"{where}: timestamp {obj['timestamp']!r} has no UTC offset")
+    version = obj.get("version", 1)
+    if type(version) is not int:
+        raise InvalidRequest(f"{where}: version {version!r} is not an integer")
+    return Event(
+        id=eid,
+        event_type=obj["event_type"],
+        entity_id=obj["entity_id"],
+        tenant_id=obj.get("tenant_id", tenant_id),
+        payload=obj["payload"],
+        timestamp=ts,
+        metadata=obj.get("metadata"),
+        version=version,
+    )
+
+
+def load_events(lines: Iterable[bytes | str] | IO[bytes], tenant_id: str, *, name: str = "input") -> Iterator[Event]:
+    """Parse JSON Lines into events of ``tenant_id`` (blank lines are skipped)."""
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{name} line {number}"
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRequest(f"{where}: not valid JSON: {exc}") from None
+        yield _event(obj, tenant_id, where)

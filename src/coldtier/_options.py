@@ -1,0 +1,106 @@
+"""URL and option parsing, in one place for every backend.
+
+Options come from the URL's query string or from keywords (keywords win only
+when they agree: giving one option both ways with different values is an
+error).  Secret options — credentials — are accepted only as keywords.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from ._errors import InvalidRequest
+
+__all__ = ["COMMON_OPTIONS", "OptionSpec", "ParsedURL", "parse_url"]
+
+
+@dataclass(frozen=True, slots=True)
+class OptionSpec:
+    """One accepted option: its type (``str``, ``int``, ``bool`` or ``object``)."""
+
+    type: type
+    secret: bool = False
+    choices: tuple[str, ...] = ()
+
+
+#: Options every backend accepts (the write engine's knobs).
+COMMON_OPTIONS: Mapping[str, OptionSpec] = {
+    "max_object_bytes": OptionSpec(int),
+    "object_events": OptionSpec(int),
+    "row_group_events": OptionSpec(int),
+    "compression": OptionSpec(str, choices=("zstd", "snappy", "gzip", "lz4", "brotli", "none")),
+    "compression_level": OptionSpec(int),
+    "workers": OptionSpec(int),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedURL:
+    scheme: str
+    netloc: str
+    path: str
+    options: dict[str, Any]
+
+
+def _convert(name: str, spec: OptionSpec, value: Any) -> Any:
+    if spec.type is object:
+        return value
+    if spec.type is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise InvalidRequest(f"option {name!r} must be true or false, got {value!r}")
+    if spec.type is int:
+        if isinstance(value, bool):
+            raise InvalidRequest(f"option {name!r} must be an integer, got {value!r}")
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise InvalidRequest(f"option {name!r} must be an integer, got {value!r}") from None
+        if number <= 0 and name != "compression_level":
+            raise InvalidRequest(f"option {name!r} must be positive, got {number}")
+        return number
+    if not isinstance(value, str):
+        raise InvalidRequest(f"option {name!r} must be a string, got {type(value).__name__}")
+    if spec.choices and value not in spec.choices:
+        raise InvalidRequest(f"option {name!r} must be one of {list(spec.choices)}, got {value!r}")
+    return value
+
+
+def parse_url(url: str, specs: Mapping[str, OptionSpec], keywords: Mapping[str, Any]) -> ParsedURL:
+    """Split ``url`` and merge its query with ``keywords``, checking every name."""
+    if not isinstance(url, str) or not url:
+        raise InvalidRequest(f"archive URL must be a non-empty string, got {url!r}")
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        # Never echo the URL: it holds a credential.
+        raise InvalidRequest(
+            f"{parts.scheme}:// URL carries credentials (user info); pass them as keyword "
+            "options or through the environment instead"
+        )
+    if parts.fragment:
+        raise InvalidRequest("archive URL must not have a #fragment")
+    allowed = {**COMMON_OPTIONS, **specs}
+    merged: dict[str, Any] = {}
+    for source, items in (
+        ("URL", parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False)),
+        ("keyword", list(keywords.items())),
+    ):
+        for name, value in items:
+            spec = allowed.get(name)
+            if spec is None:
+                raise InvalidRequest(
+                    f"unknown option {name!r} for {parts.scheme or 'file'}://; valid options: "
+                    f"{', '.join(sorted(allowed))}"
+                )
+            if spec.secret and source == "URL":
+                raise InvalidRequest(f"option {name!r} is a credential; pass it as a keyword, not in the URL")
+            converted = _convert(name, spec, value)
+            if name in merged and merged[name] != converted:
+                raise InvalidRequest(f"option {name!r} is given twice with different values")
+            merged[name] = converted
+    return ParsedURL(parts.scheme, parts.netloc, parts.path, merged)

@@ -1,0 +1,83 @@
+"""Value types: what goes into an archive and what comes back out."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = ["ArchivedObject", "Event", "Problem", "Receipt", "VerifyReport"]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event, mirroring allsource-core's ``Event``.
+
+    ``payload`` and ``metadata`` are any JSON value; ``timestamp`` must be
+    timezone-aware (it is stored in UTC with microsecond precision).
+    """
+
+    id: uuid.UUID
+    event_type: str
+    entity_id: str
+    tenant_id: str
+    payload: Any
+    timestamp: datetime
+    metadata: Any = None
+    version: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What :meth:`Archive.archive` stored.
+
+    ``keys`` are relative to the archive's root; ``created`` is False when
+    every object was already there, byte-identical (a repeated call).
+    """
+
+    keys: tuple[str, ...]
+    events: int
+    bytes: int
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedObject:
+    """One stored object, described from its key alone (no read needed).
+
+    ``start``/``end`` come from the key, which carries whole seconds; the
+    object's true window ends before ``end`` plus one second.  ``digest`` is
+    ``None`` for foreign (allsource-core) files whose names carry none.
+    """
+
+    key: str
+    tenant_id: str
+    start: datetime
+    end: datetime
+    size: int
+    digest: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with one stored object."""
+
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """Outcome of :meth:`Archive.verify`; ``ok`` only when no problem was found."""
+
+    objects: int
+    events: int
+    problems: tuple[Problem, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems

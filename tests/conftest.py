@@ -1,0 +1,3 @@
+"""Shared fixtures; emulator fixtures live beside the tests that need them."""
+
+from __future__ import annotations
