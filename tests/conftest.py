@@ -1,3 +1,5 @@
 """Shared fixtures; emulator fixtures live beside the tests that need them."""
 
 from __future__ import annotations
+
+from tests._moto import *  # noqa: F403 - moto fixtures for the S3 and R2 tests
