@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import re
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,9 +38,11 @@ from ._errors import (
 from ._options import OptionSpec, ParsedURL, parse_url
 from ._types import ArchivedObject, Event, Problem, Receipt, VerifyReport
 
-__all__ = ["FsspecArchive", "PROBE_PREFIX"]
+__all__ = ["FsspecArchive", "PROBE_PREFIX", "Progress"]
 
 T = TypeVar("T")
+#: ``progress(done_bytes, total_bytes)``: how far a read or verify has come.
+Progress = Callable[[int, int], None]
 
 #: Where :meth:`Archive.probe` writes its canary; ``~`` is never in a tenant id.
 PROBE_PREFIX = "_coldtier~probe"
@@ -327,6 +330,7 @@ class FsspecArchive(Archive):
     # -- reading -------------------------------------------------------------
 
     def _read_object(self, obj: ArchivedObject, lo: datetime | None, hi: datetime | None) -> pa.Table:
+        """The rows of ``obj`` in ``[lo, hi]``, decoding only row groups that can hold them."""
         data = self._fetch(self._path(obj.key))
         try:
             pf = pq.ParquetFile(pa.BufferReader(data))
@@ -335,6 +339,9 @@ class FsspecArchive(Archive):
             table = _conform(table)
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise IntegrityError(f"{obj.key} in {self._description} is unreadable: {exc}") from exc
+        # An object whose named window lies inside [lo, hi] needs no row filter.
+        lo = None if lo is None or obj.start >= lo else lo
+        hi = None if hi is None or obj.end + _SECOND <= hi else hi
         if lo is not None or hi is not None:
             ts = table.column("timestamp")
             mask = None
@@ -346,11 +353,24 @@ class FsspecArchive(Archive):
             table = table.filter(mask)
         return table
 
-    def read(self, tenant_id: str, start: datetime | None = None, end: datetime | None = None) -> pa.Table:
+    def read(
+        self,
+        tenant_id: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> pa.Table:
+        """Events in ``[start, end]``; reads only objects whose named window overlaps.
+
+        ``progress(done_bytes, total_bytes)``, if given, is called once before
+        the first object is read and after each one (from worker threads).
+        """
         tenant = _codec.validate_tenant(tenant_id)
         lo, hi = _codec.optional_window(start, end)
         objs = self.objects(tenant, lo, hi)
-        tables = self._map(lambda o: self._read_object(o, lo, hi), objs)
+        tally = _Tally(progress, objs)
+        tables = self._map(lambda o: tally.done(o, self._read_object(o, lo, hi)), objs)
         table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
         table = _unique_sorted(table)
         return table.append_column(
@@ -359,13 +379,29 @@ class FsspecArchive(Archive):
         )
 
     def events(
-        self, tenant_id: str, start: datetime | None = None, end: datetime | None = None
+        self,
+        tenant_id: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        *,
+        progress: Progress | None = None,
     ) -> Iterator[Event]:
+        """The selection of :meth:`read`, in the same order, streamed.
+
+        Objects whose windows overlap are read together (in parallel) and
+        merged, so memory is bounded by the largest run of overlapping objects
+        (one object for the usual daily or hourly batches), not by the selection.
+        """
         tenant = _codec.validate_tenant(tenant_id)
         lo, hi = _codec.optional_window(start, end)
+        objs = self.objects(tenant, lo, hi)
+        tally = _Tally(progress, objs)
+        # Copies of one event share its timestamp, so they fall in one run;
+        # `seen` only catches distinct events that reuse an id.
         seen: set[str] = set()
-        for obj in self.objects(tenant, lo, hi):
-            table = _unique_sorted(self._read_object(obj, lo, hi))
+        for run in _overlapping(objs):
+            tables = self._map(lambda o: tally.done(o, self._read_object(o, lo, hi)), run)
+            table = _unique_sorted(pa.concat_tables(tables))
             columns = [table.column(name).to_pylist() for name in SCHEMA.names]
             for eid, etype, entity, payload, ts, meta, version in zip(*columns, strict=True):
                 if eid in seen:
@@ -384,10 +420,12 @@ class FsspecArchive(Archive):
 
     # -- verification ----------------------------------------------------------
 
-    def verify(self, tenant_id: str | None = None) -> VerifyReport:
+    def verify(self, tenant_id: str | None = None, *, progress: Progress | None = None) -> VerifyReport:
+        """Re-read every object (``workers`` at a time); ``progress`` as for :meth:`read`."""
         tenants = self.tenants() if tenant_id is None else [_codec.validate_tenant(tenant_id)]
-        objs = [o for t in tenants for o in self.objects(t)]
-        checked = self._map(self._verify_one, objs)
+        objs = [o for listed in self._map(self.objects, tenants) for o in listed]
+        tally = _Tally(progress, objs)
+        checked = self._map(lambda o: tally.done(o, self._verify_one(o)), objs)
         return VerifyReport(
             objects=len(objs),
             events=sum(n for n, _ in checked),
@@ -581,3 +619,40 @@ def _unique_sorted(table: pa.Table) -> pa.Table:
     index = pa.table({"id": ids, "i": pa.array(range(table.num_rows), pa.int64())})
     first = index.group_by("id", use_threads=False).aggregate([("i", "min")]).column("i_min")
     return table.take(pc.take(first, pc.array_sort_indices(first)))
+
+
+class _Tally:
+    """Reports bytes of finished objects to a :data:`Progress` callback, thread-safely."""
+
+    def __init__(self, progress: Progress | None, objs: list[ArchivedObject]) -> None:
+        self._progress = progress
+        self._total = sum(o.size for o in objs)
+        self._done = 0
+        self._lock = threading.Lock()
+        if progress is not None:
+            progress(0, self._total)
+
+    def done(self, obj: ArchivedObject, result: T) -> T:
+        if self._progress is not None:
+            with self._lock:
+                self._done += obj.size
+                self._progress(self._done, self._total)
+        return result
+
+
+def _overlapping(objs: list[ArchivedObject]) -> Iterator[list[ArchivedObject]]:
+    """Runs of objects (sorted by start) whose named windows overlap, in time order.
+
+    Every event of a run is earlier than every event of the next run.
+    """
+    run: list[ArchivedObject] = []
+    reach = datetime.min.replace(tzinfo=UTC)
+    for obj in objs:
+        if run and obj.start > reach:
+            yield run
+            run = []
+        # Key times are truncated to the second: an object may end up to 1 s later.
+        reach = max(reach, obj.end + _SECOND) if run else obj.end + _SECOND
+        run.append(obj)
+    if run:
+        yield run
