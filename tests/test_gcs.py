@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from google.oauth2.credentials import Credentials
 
 import coldtier
 from coldtier import ArchiveWriteError, InvalidRequest, PreconditionUnsupported
-from coldtier._gcs import SHA256_METADATA, GCSArchive
+from coldtier._gcs import DEFAULT_MAX_OBJECT_BYTES, SHA256_METADATA, GCSArchive
 from coldtier.testing import ArchiveTests, make_events, window_of
 from tests._fakegcs import FakeGCS, HTTPBackdoor
 from tests.faultproxy import FaultProxy, Rule
@@ -38,6 +39,7 @@ def test_gcs_scheme_is_the_same_backend(fake_gcs: FakeGCS, gcs_bucket: str) -> N
     gs = coldtier.open_archive(f"gs://{gcs_bucket}", endpoint_url=fake_gcs.url)
     assert type(gcs) is type(gs) is GCSArchive
     assert gcs.description() == f"gcs://{gcs_bucket}"
+    assert gs._max_object_bytes == DEFAULT_MAX_OBJECT_BYTES  # one request per object
     receipt = gcs.archive("acme", start, end, events)
     assert gs.archive("acme", start, end, events).keys == receipt.keys
     assert gs.read("acme").num_rows == 20
@@ -175,3 +177,22 @@ def test_token_never_leaks(proxy: FaultProxy, gcs_bucket: str) -> None:
     # It was sent, as a bearer token, only in the Authorization header.
     sent = [{k.lower(): v for k, v in r.headers.items()} for r in proxy.requests("POST")]
     assert sent and all(h["authorization"] == f"Bearer {token}" for h in sent)
+
+
+def test_emulator_host_from_environment(
+    fake_gcs: FakeGCS, gcs_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs.url.removeprefix("http://"))
+    archive = coldtier.open_archive(f"gs://{gcs_bucket}/{PREFIX}")  # anonymous: plain-HTTP emulator
+    events = make_events("acme", 5)
+    (key,) = archive.archive("acme", *window_of(events), events).keys
+    assert HTTPBackdoor(fake_gcs, gcs_bucket, PREFIX).list_keys() == [key]
+
+
+def test_missing_default_credentials_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    with pytest.raises(InvalidRequest, match="Application Default Credentials"):
+        coldtier.open_archive("gs://bucket/x")

@@ -51,6 +51,8 @@ from ._options import OptionSpec, ParsedURL
 __all__ = ["GCSArchive", "GCSRequestError"]
 
 SHA256_METADATA = "coldtier-sha256"
+#: Each object is one request, re-sent whole on failure: keep it small enough.
+DEFAULT_MAX_OBJECT_BYTES = 32 * 2**20
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -87,6 +89,7 @@ class GCSArchive(FsspecArchive):
         kms_key_name: str | None = None,
         **options: Any,
     ) -> None:
+        options.setdefault("max_object_bytes", DEFAULT_MAX_OBJECT_BYTES)
         super().__init__(fs, root, description=description, **options)
         self._storage_class = storage_class
         self._kms_key_name = kms_key_name
@@ -103,8 +106,9 @@ class GCSArchive(FsspecArchive):
         if endpoint is not None and "://" not in endpoint:
             endpoint = f"http://{endpoint}"
         token = options.pop("token", None)
-        if token is None and endpoint is not None and endpoint.startswith("http://"):
-            token = "anon"  # noqa: S105 - gcsfs's name for anonymous access
+        if token is None:  # gcsfs's own default would quietly fall back to anonymous
+            plain_http = endpoint is not None and endpoint.startswith("http://")
+            token = "anon" if plain_http else "google_default"  # gcsfs method names
         fs_options: dict[str, Any] = {"project": options.pop("project")} if "project" in options else {}
         try:
             fs = GCSFileSystem(
@@ -121,7 +125,6 @@ class GCSArchive(FsspecArchive):
                 "account file or google.auth credentials) or configure Application Default Credentials"
             ) from None
         root = f"{bucket}/{prefix}" if prefix else bucket
-        options.setdefault("max_object_bytes", 32 * 2**20)
         return cls(fs, root, description=f"{parsed.scheme}://{root}", **options)
 
     # -- primitives --------------------------------------------------------------
@@ -181,10 +184,10 @@ class GCSArchive(FsspecArchive):
     ) -> tuple[int, bytes]:
         """One request with bounded retries; returns the final (status, body)."""
         await self._fs._set_session()
-        for attempt in range(self.upload_attempts):
-            if attempt:
-                await asyncio.sleep(0.2 * 2 ** (attempt - 1) * (1 + random.random() / 2))
-            last = attempt == self.upload_attempts - 1
+        attempt = 0
+        while True:
+            attempt += 1
+            final = attempt >= self.upload_attempts
             try:
                 async with self._fs.session.request(
                     method,
@@ -195,13 +198,12 @@ class GCSArchive(FsspecArchive):
                     timeout=aiohttp.ClientTimeout(sock_connect=30, sock_read=120),
                 ) as response:
                     answer = await response.read()
+                if final or response.status not in _RETRY_STATUS:
+                    return response.status, answer
             except (TimeoutError, aiohttp.ClientError):
-                if last:
+                if final:
                     raise
-                continue
-            if response.status not in _RETRY_STATUS or last:
-                return response.status, answer
-        raise AssertionError("unreachable")
+            await asyncio.sleep(0.2 * 2 ** (attempt - 1) * (1 + random.random() / 2))
 
     def _stored(self, path: str) -> tuple[int, str | None]:
         info = self._fs.info(path)
