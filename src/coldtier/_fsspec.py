@@ -330,8 +330,16 @@ class FsspecArchive(Archive):
     # -- reading -------------------------------------------------------------
 
     def _read_object(self, obj: ArchivedObject, lo: datetime | None, hi: datetime | None) -> pa.Table:
-        """The rows of ``obj`` in ``[lo, hi]``, decoding only row groups that can hold them."""
+        """The rows of ``obj`` in ``[lo, hi]``, decoding only row groups that can hold them.
+
+        The bytes are checked against the digest in the name first, so a
+        damaged object is an :class:`IntegrityError`, never wrong events.
+        """
         data = self._fetch(self._path(obj.key))
+        if obj.digest is not None and (actual := _codec.digest_of(data)) != obj.digest:
+            raise IntegrityError(
+                f"{obj.key} in {self._description} is damaged: its content digest is {actual}; run verify"
+            )
         try:
             pf = pq.ParquetFile(pa.BufferReader(data))
             groups = _row_groups(pf, lo, hi)
@@ -407,16 +415,23 @@ class FsspecArchive(Archive):
                 if eid in seen:
                     continue
                 seen.add(eid)
-                yield Event(
-                    id=uuid.UUID(eid),
-                    event_type=etype,
-                    entity_id=entity,
-                    tenant_id=tenant,
-                    payload=orjson.loads(payload),
-                    timestamp=ts.replace(tzinfo=UTC),
-                    metadata=None if meta is None else orjson.loads(meta),
-                    version=version,
-                )
+                try:
+                    event = Event(
+                        id=uuid.UUID(eid),
+                        event_type=etype,
+                        entity_id=entity,
+                        tenant_id=tenant,
+                        payload=orjson.loads(payload),
+                        timestamp=ts.replace(tzinfo=UTC),
+                        metadata=None if meta is None else orjson.loads(meta),
+                        version=version,
+                    )
+                except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
+                    keys = ", ".join(o.key for o in run)
+                    raise IntegrityError(
+                        f"event {eid!r} in {keys} of {self._description} is malformed: {exc}"
+                    ) from exc
+                yield event
 
     # -- verification ----------------------------------------------------------
 

@@ -17,7 +17,7 @@ import orjson
 from ._errors import InvalidRequest
 from ._types import Event
 
-__all__ = ["dump_event", "load_events"]
+__all__ = ["dump_event", "load_events", "load_numbered"]
 
 _FIELDS = ("id", "event_type", "entity_id", "tenant_id", "payload", "timestamp", "metadata", "version")
 
@@ -58,6 +58,9 @@ def _event(obj: Any, tenant_id: str, where: str) -> Event:
         raise InvalidRequest(f"{where}: timestamp {obj['timestamp']!r} is not RFC 3339") from None
     if ts.tzinfo is None:
         raise InvalidRequest(f"{where}: timestamp {obj['timestamp']!r} has no UTC offset")
+    tenant = obj.get("tenant_id", tenant_id)
+    if tenant_id and tenant != tenant_id:
+        raise InvalidRequest(f"{where}: tenant_id {tenant!r} is not {tenant_id!r}")
     version = obj.get("version", 1)
     if type(version) is not int:
         raise InvalidRequest(f"{where}: version {version!r} is not an integer")
@@ -65,7 +68,7 @@ def _event(obj: Any, tenant_id: str, where: str) -> Event:
         id=eid,
         event_type=obj["event_type"],
         entity_id=obj["entity_id"],
-        tenant_id=obj.get("tenant_id", tenant_id),
+        tenant_id=tenant,
         payload=obj["payload"],
         timestamp=ts,
         metadata=obj.get("metadata"),
@@ -73,8 +76,15 @@ def _event(obj: Any, tenant_id: str, where: str) -> Event:
     )
 
 
-def load_events(lines: Iterable[bytes | str] | IO[bytes], tenant_id: str, *, name: str = "input") -> Iterator[Event]:
-    """Parse JSON Lines into events of ``tenant_id`` (blank lines are skipped)."""
+def load_numbered(
+    lines: Iterable[bytes | str] | IO[bytes], tenant_id: str, *, name: str = "input"
+) -> Iterator[tuple[int, Event]]:
+    """``(line number, event)`` for each non-blank line of JSON Lines.
+
+    A line without ``tenant_id`` belongs to ``tenant_id``; a line naming
+    another tenant is refused unless ``tenant_id`` is empty (any tenant).
+    Errors are :class:`InvalidRequest` naming ``name`` and the line.
+    """
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -83,4 +93,12 @@ def load_events(lines: Iterable[bytes | str] | IO[bytes], tenant_id: str, *, nam
             obj = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
             raise InvalidRequest(f"{where}: not valid JSON: {exc}") from None
-        yield _event(obj, tenant_id, where)
+        yield number, _event(obj, tenant_id, where)
+
+
+def load_events(
+    lines: Iterable[bytes | str] | IO[bytes], tenant_id: str, *, name: str = "input"
+) -> Iterator[Event]:
+    """Parse JSON Lines into events of ``tenant_id`` (blank lines are skipped)."""
+    for _, event in load_numbered(lines, tenant_id, name=name):
+        yield event
