@@ -16,10 +16,16 @@ import pytest
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-__all__ = ["CREDENTIALS", "BotoBackdoor", "fresh_bucket", "moto_url", "s3_client"]
+__all__ = ["CREDENTIALS", "BotoBackdoor", "archive_url", "fresh_bucket", "moto_url", "s3_client"]
 
 #: What tests pass as keyword options; moto accepts any credentials.
 CREDENTIALS = {"key": "AKIAMOTOTESTING", "secret": "moto-secret-do-not-leak"}
+
+
+def archive_url(scheme: str, bucket: str, prefix: str, endpoint: str) -> str:
+    """An ``s3://`` or ``r2://`` URL on moto (or a proxy in front of it) at ``endpoint``."""
+    region = "&region=us-east-1" if scheme == "s3" else ""
+    return f"{scheme}://{bucket}/{prefix}?endpoint_url={endpoint}{region}"
 
 
 @pytest.fixture(scope="session")

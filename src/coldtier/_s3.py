@@ -76,11 +76,14 @@ class S3Archive(FsspecArchive):
         "object_lock_mode": OptionSpec(str, choices=("GOVERNANCE", "COMPLIANCE")),
         "object_lock_days": OptionSpec(int),
     }
+    #: Extra botocore config, and extra PutObject arguments.  S3 keeps the
+    #: checksum it is told the algorithm of; Object Lock requires declaring it.
     _CONFIG: ClassVar[Mapping[str, Any]] = {}
+    _PUT: ClassVar[Mapping[str, Any]] = {"ChecksumAlgorithm": "SHA256"}
 
     def __init__(self, fs: S3FileSystem, root: str, *, put_args: Mapping[str, Any], **options: Any) -> None:
         super().__init__(fs, root, description=f"{self.scheme}://{root}", **options)
-        self._put_args = dict(put_args)
+        self._put_args = {**self._PUT, **put_args}
         self._lock_days: int | None = options.get("object_lock_days")
 
     @classmethod
@@ -95,43 +98,35 @@ class S3Archive(FsspecArchive):
             raise InvalidRequest("object_lock_mode and object_lock_days must be given together")
         if "kms_key_id" in opts and opts.get("sse") != "aws:kms":
             raise InvalidRequest("kms_key_id needs sse=aws:kms")
-        put_args = {
-            name: opts[option]
-            for option, name in (
-                ("storage_class", "StorageClass"),
-                ("sse", "ServerSideEncryption"),
-                ("kms_key_id", "SSEKMSKeyId"),
-                ("object_lock_mode", "ObjectLockMode"),
-            )
-            if option in opts
+        names = {
+            "storage_class": "StorageClass",
+            "sse": "ServerSideEncryption",
+            "kms_key_id": "SSEKMSKeyId",
+            "object_lock_mode": "ObjectLockMode",
         }
-        retries = {"mode": "standard", "total_max_attempts": opts.get("max_attempts", 5)}
         fs = S3FileSystem(
             key=opts.get("key"),
             secret=opts.get("secret"),
             token=opts.get("token"),
-            endpoint_url=cls._endpoint(opts),
-            client_kwargs={"region_name": opts.get("region", cls._region())},
-            config_kwargs={"retries": retries, **cls._CONFIG},
+            config_kwargs={
+                "retries": {"mode": "standard", "total_max_attempts": opts.get("max_attempts", 5)},
+                **cls._CONFIG,
+            },
             skip_instance_cache=True,
             use_listings_cache=False,
-            **cls._fs_args(opts),
+            **cls._connection(opts),
         )
         root = f"{bucket}/{prefix}" if prefix else bucket
-        return cls(fs, root, put_args=put_args, **opts)
+        return cls(fs, root, put_args={names[k]: v for k, v in opts.items() if k in names}, **opts)
 
     @classmethod
-    def _endpoint(cls, opts: Mapping[str, Any]) -> str | None:
-        endpoint: str | None = opts.get("endpoint_url")
-        return endpoint
-
-    @classmethod
-    def _region(cls) -> str | None:
-        return None  # the AWS chain decides
-
-    @classmethod
-    def _fs_args(cls, opts: Mapping[str, Any]) -> dict[str, Any]:
-        return {"profile": opts["profile"]} if "profile" in opts else {}
+    def _connection(cls, opts: Mapping[str, Any]) -> dict[str, Any]:
+        """Where and as whom to connect: S3FileSystem keywords (the AWS chain fills gaps)."""
+        found = {
+            "endpoint_url": opts.get("endpoint_url"),
+            "client_kwargs": {"region_name": opts.get("region")},
+        }
+        return {**found, "profile": opts["profile"]} if "profile" in opts else found
 
     def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
         """One S3 API call on s3fs's client, bypassing s3fs's own retry loop."""
@@ -155,8 +150,6 @@ class S3Archive(FsspecArchive):
             if f"/{PROBE_PREFIX}/" in f"/{key}":
                 del args["ObjectLockMode"]  # a canary must stay removable
             else:
-                # Object Lock needs a declared checksum algorithm (or Content-MD5).
-                args["ChecksumAlgorithm"] = "SHA256"
                 args["ObjectLockRetainUntilDate"] = datetime.now(UTC) + timedelta(days=self._lock_days or 0)
         attempt = 0
         while True:
@@ -173,6 +166,10 @@ class S3Archive(FsspecArchive):
             # A concurrent conditional write of this key is in flight: let it settle.
             time.sleep(0.05 * 2**attempt * (1 + random.random()))
 
+    def _fetch(self, path: str) -> bytes:
+        data: bytes = self._fs.cat_file(path, max_concurrency=1)  # one GET, no HEAD for the size first
+        return data
+
     def _stored(self, path: str) -> tuple[int, str | None]:
         bucket, key = path.split("/", 1)
         head = self._call("head_object", Bucket=bucket, Key=key)
@@ -182,10 +179,10 @@ class S3Archive(FsspecArchive):
 class R2Archive(S3Archive):
     """Archive in Cloudflare R2: ``r2://bucket/prefix?account_id=...``.
 
-    R2 speaks the S3 API with region ``auto`` at a per-account endpoint; it has
-    no Object Lock and no SSE-KMS (every object is encrypted at rest), and it
-    rejects the checksums botocore adds by default, so they are sent only
-    when required.
+    R2 speaks the S3 API with region ``auto`` at a per-account endpoint.  It
+    has no Object Lock and no SSE-KMS (it encrypts every object at rest), and
+    rejects some checksums botocore adds by default, so botocore sends them
+    only when required; the SHA-256 checksum coldtier sends is one R2 checks.
     """
 
     scheme = "r2"
@@ -194,19 +191,20 @@ class R2Archive(S3Archive):
         "account_id": OptionSpec(str),
         "jurisdiction": OptionSpec(str, choices=("eu", "fedramp")),
         "storage_class": OptionSpec(str, choices=("STANDARD", "STANDARD_IA")),
-        **{name: S3Archive.OPTIONS[name] for name in ("sse", "kms_key_id")},
-        **{name: S3Archive.OPTIONS[name] for name in ("object_lock_mode", "object_lock_days")},
+        # Known only to be refused with a reason, not as unknown options.
+        **{k: S3Archive.OPTIONS[k] for k in ("sse", "kms_key_id", "object_lock_mode", "object_lock_days")},
     }
     _CONFIG: ClassVar[Mapping[str, Any]] = {
         "request_checksum_calculation": "when_required",
         "response_checksum_validation": "when_required",
     }
+    _PUT: ClassVar[Mapping[str, Any]] = {}
 
     @classmethod
     def _from_parsed(cls, parsed: ParsedURL) -> S3Archive:
         opts = parsed.options
         if "object_lock_mode" in opts or "object_lock_days" in opts:
-            raise InvalidRequest("R2 has no Object Lock; use bucket lock rules in Cloudflare instead")
+            raise InvalidRequest("R2 has no Object Lock; use R2 bucket lock rules instead")
         if "sse" in opts or "kms_key_id" in opts:
             raise InvalidRequest("R2 has no SSE-KMS or sse option: it encrypts every object at rest")
         if "endpoint_url" not in opts and "account_id" not in opts:
@@ -216,16 +214,12 @@ class R2Archive(S3Archive):
         return super()._from_parsed(parsed)
 
     @classmethod
-    def _endpoint(cls, opts: Mapping[str, Any]) -> str | None:
-        if "endpoint_url" in opts:
-            return super()._endpoint(opts)
+    def _connection(cls, opts: Mapping[str, Any]) -> dict[str, Any]:
         zone = f".{opts['jurisdiction']}" if "jurisdiction" in opts else ""
-        return f"https://{opts['account_id']}{zone}.r2.cloudflarestorage.com"
-
-    @classmethod
-    def _region(cls) -> str | None:
-        return "auto"
-
-    @classmethod
-    def _fs_args(cls, opts: Mapping[str, Any]) -> dict[str, Any]:
-        return {**super()._fs_args(opts), "fixed_upload_size": True}
+        endpoint = opts.get("endpoint_url") or f"https://{opts['account_id']}{zone}.r2.cloudflarestorage.com"
+        return {
+            **super()._connection(opts),
+            "endpoint_url": endpoint,
+            "client_kwargs": {"region_name": "auto"},
+            "fixed_upload_size": True,
+        }

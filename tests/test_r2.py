@@ -1,0 +1,83 @@
+"""The R2 backend: the conformance suite against moto, and what makes R2 different."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+import coldtier
+from coldtier import InvalidRequest
+from coldtier.testing import ArchiveTests, make_events, window_of
+from tests._moto import CREDENTIALS, BotoBackdoor, archive_url
+from tests.faultproxy import FaultProxy
+
+
+class TestR2(ArchiveTests):
+    @pytest.fixture
+    def make_archive(self, moto_url: str, fresh_bucket: str):
+        url = archive_url("r2", fresh_bucket, "cold", moto_url)
+        return lambda **options: coldtier.open_archive(url, **CREDENTIALS, **options)
+
+    @pytest.fixture
+    def backdoor(self, s3_client: Any, fresh_bucket: str) -> BotoBackdoor:
+        return BotoBackdoor(s3_client, fresh_bucket, "cold")
+
+
+def test_puts_are_signed_for_region_auto_with_only_our_checksum(moto_url: str, fresh_bucket: str) -> None:
+    events = make_events("acme", 10)
+    with FaultProxy(moto_url) as proxy:
+        archive = coldtier.open_archive(archive_url("r2", fresh_bucket, "p", proxy.url), **CREDENTIALS)
+        archive.archive("acme", *window_of(events), events)
+        (put,) = proxy.requests("PUT")
+    headers = {k.lower(): v for k, v in put.headers.items()}
+    assert re.search(r"Credential=[^/]+/\d{8}/auto/s3/aws4_request", headers["authorization"])
+    assert headers["if-none-match"] == "*"
+    assert "x-amz-checksum-sha256" in headers
+    # when_required: botocore adds no CRC of its own and no trailer encoding
+    assert [h for h in headers if h.startswith("x-amz-checksum-")] == ["x-amz-checksum-sha256"]
+    assert "x-amz-sdk-checksum-algorithm" not in headers and "aws-chunked" not in headers.get(
+        "content-encoding", ""
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "host"),
+    [
+        ({"account_id": "0123456789abcdef0123456789abcdef"}, "0123456789abcdef0123456789abcdef"),
+        ({"account_id": "abc123", "jurisdiction": "eu"}, "abc123.eu"),
+        ({"account_id": "abc123", "jurisdiction": "fedramp"}, "abc123.fedramp"),
+    ],
+)
+def test_endpoint_from_account_and_jurisdiction(options: dict[str, str], host: str) -> None:
+    archive: Any = coldtier.open_archive("r2://bucket/prefix", **options)
+    assert archive._fs.endpoint_url == f"https://{host}.r2.cloudflarestorage.com"
+    assert archive.description() == "r2://bucket/prefix"
+    assert options["account_id"] not in repr(archive)
+
+
+@pytest.mark.parametrize(
+    ("query", "match"),
+    [
+        ("account_id=abc&object_lock_mode=COMPLIANCE&object_lock_days=3", "Object Lock"),
+        ("account_id=abc&object_lock_days=3", "Object Lock"),
+        ("account_id=abc&sse=aws:kms", "SSE-KMS"),
+        ("account_id=abc&kms_key_id=k", "SSE-KMS"),
+        ("", "account_id"),
+        ("account_id=evil.example.com/x", "account_id"),
+        ("account_id=abc&jurisdiction=mars", "jurisdiction"),
+        ("account_id=abc&storage_class=GLACIER", "storage_class"),
+        ("account_id=abc&region=us-east-1", "unknown option 'region'.*account_id.*jurisdiction"),
+    ],
+)
+def test_refused_options(query: str, match: str) -> None:
+    with pytest.raises(InvalidRequest, match=match):
+        coldtier.open_archive(f"r2://bucket/prefix?{query}")
+
+
+def test_storage_class_infrequent_access(moto_url: str, fresh_bucket: str, s3_client: Any) -> None:
+    events = make_events("acme", 10)
+    url = archive_url("r2", fresh_bucket, "p", moto_url) + "&storage_class=STANDARD_IA"
+    (key,) = coldtier.open_archive(url, **CREDENTIALS).archive("acme", *window_of(events), events).keys
+    assert BotoBackdoor(s3_client, fresh_bucket, "p").head(key)["StorageClass"] == "STANDARD_IA"
