@@ -9,7 +9,10 @@ fake-gcs-server) and, per matching request, can:
 * ``reset``    read part of the request body, then reset the connection
                without forwarding (a cut upload);
 * ``delay``    wait ``delay`` seconds before forwarding (slow responses);
-* ``throttle`` forward the request body at ``rate`` bytes per second;
+* ``throttle`` forward the request body at ``rate`` bytes per second; if the
+               client goes away before the body is through (a killed
+               process), the upstream connection is reset mid-body, as a
+               real upload of a larger object would be cut;
 * modifiers on forwarded requests: ``strip_header`` (e.g. ``If-None-Match``)
   and ``strip_query`` (e.g. ``ifGenerationMatch``).
 
@@ -213,6 +216,9 @@ class FaultProxy:
             if rule is not None and rule.action == "throttle" and rule.rate > 0:
                 step = max(1, rule.rate // 20)
                 for offset in range(0, len(body), step):
+                    if reader.at_eof() or reader.exception() is not None:  # client gone: cut mid-body
+                        _abort(up_writer)
+                        return False
                     up_writer.write(body[offset : offset + step])
                     await up_writer.drain()
                     await asyncio.sleep(step / rule.rate)
