@@ -260,6 +260,18 @@ def test_conditional_conflict_409_is_retried(
     assert stored.list_keys() == list(receipt.keys)
 
 
+@pytest.mark.parametrize("scheme", ["s3"])  # same code path for r2; the backoff takes seconds
+def test_conditional_conflict_409_forever_fails_after_bounded_retries(
+    through_proxy: Any, proxy: FaultProxy, stored: BotoBackdoor
+) -> None:
+    body = b"<Error><Code>ConditionalRequestConflict</Code><Message>in flight</Message></Error>"
+    proxy.add(Rule(action="status", method="PUT", status=409, body=body, times=None))
+    events = make_events("acme", 10)
+    with pytest.raises(ArchiveWriteError, match="ConditionalRequestConflict"):
+        through_proxy().archive("acme", *window_of(events), events)
+    assert _calls(proxy) == [("PUT", 409)] * 6 and stored.list_keys() == []
+
+
 def test_other_4xx_is_not_retried(through_proxy: Any, proxy: FaultProxy, stored: BotoBackdoor) -> None:
     body = b"<Error><Code>AccessDenied</Code><Message>no</Message></Error>"
     proxy.add(Rule(action="status", method="PUT", status=403, body=body, times=None))
