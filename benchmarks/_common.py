@@ -1,0 +1,129 @@
+"""Timing, machine description and the result row shared by every case."""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import pyarrow as pa
+
+__all__ = ["Row", "interleave", "machine", "scratch", "sample_table"]
+
+#: Scratch space for archives (``COLDTIER_BENCH_DIR`` or the temp directory);
+#: put it on a real disk, not a tmpfs, so fsync costs what it costs in production.
+SCRATCH = Path(os.environ.get("COLDTIER_BENCH_DIR") or Path(tempfile.gettempdir()) / "coldtier-bench")
+
+
+@dataclass
+class Row:
+    """One line of the result table."""
+
+    case: str
+    what: str
+    coldtier: float | None  # seconds (or bytes/event, or MiB: see ``unit``)
+    baseline: float | None
+    unit: str = "s"
+    target: str = ""
+    passed: bool | None = None
+    note: str = ""
+    samples: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        if self.coldtier is None or not self.baseline:
+            return None
+        return self.coldtier / self.baseline
+
+
+@contextmanager
+def scratch(name: str) -> Iterator[Path]:
+    """A fresh directory under :data:`SCRATCH`, removed afterwards."""
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=SCRATCH))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def interleave(
+    runs: dict[str, Callable[[], object]], reps: int, *, warmup: bool = True
+) -> dict[str, list[float]]:
+    """Time each callable ``reps`` times, round-robin, rotating who goes first.
+
+    Every run starts from a collected heap, so one side's garbage is not
+    charged to the other.  One untimed warm-up round first (imports, caches,
+    allocator pools).
+    """
+    names = list(runs)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for rep in range(-1 if warmup else 0, reps):
+        order = names[rep % len(names) :] + names[: rep % len(names)] if rep >= 0 else names
+        for name in order:
+            gc.collect()
+            start = time.perf_counter()
+            runs[name]()
+            elapsed = time.perf_counter() - start
+            if rep >= 0:
+                times[name].append(elapsed)
+    return times
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+@cache
+def sample_table(count: int) -> pa.Table:
+    """``coldtier.testing._data.make_table(count)``, built once per run."""
+    from coldtier.testing._data import make_table
+
+    return make_table(count)
+
+
+def machine() -> dict[str, str]:
+    """What the numbers were measured on."""
+    import duckdb
+    import orjson
+
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    try:
+        disk = subprocess.run(
+            ["findmnt", "-n", "-o", "FSTYPE,SOURCE", "-T", str(SCRATCH.parent)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        disk = "unknown"
+    return {
+        "cpus": str(os.cpu_count()),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "pyarrow": pa.__version__,
+        "duckdb": duckdb.__version__,
+        "orjson": orjson.__version__,
+        "os": platform.platform(),
+        "disk": disk,
+        "load": load,
+    }
