@@ -170,7 +170,36 @@ class FsspecArchive(Archive):
         if table.num_rows == 0:
             return Receipt(keys=(), events=0, bytes=0, created=False)
         table = _codec.sort_events(table)
+        self._refuse_oversized_events(tenant, win, table)
         return self._store_table(tenant, win, table)
+
+    def _refuse_oversized_events(self, tenant: str, win: Window, table: pa.Table) -> None:
+        """An event that cannot fit in one object is bad input: refuse it before any write.
+
+        Only events whose text alone is over half the limit are encoded on
+        their own to find out (compression may still make them fit).
+        """
+        limit = self._max_object_bytes
+        sizes = None
+        for name in ("event_type", "entity_id", "payload", "metadata"):
+            length = pc.fill_null(pc.binary_length(table.column(name)), 0)
+            sizes = length if sizes is None else pc.add(sizes, length)
+        if sizes is None or not pc.any(pc.greater(sizes, limit // 2)).as_py():
+            return
+        for index in pc.indices_nonzero(pc.greater(sizes, limit // 2)).to_pylist():
+            row = table.slice(index, 1)
+            data = _codec.encode(
+                row,
+                _codec.footer(tenant, win, 1, None, None),
+                compression=self._compression,
+                compression_level=self._compression_level,
+                row_group_events=self._row_group_events,
+            )
+            if len(data) > limit:
+                raise InvalidRequest(
+                    f"event {row.column('event_id')[0].as_py()} encodes to {len(data)} bytes, more than "
+                    f"max_object_bytes={limit}; nothing was written"
+                )
 
     def _rows_per_object(self, table: pa.Table) -> int:
         # Parquet (dictionary + zstd) is smaller than Arrow's in-memory form, so
@@ -219,16 +248,27 @@ class FsspecArchive(Archive):
             try:
                 for index, part, last in parts:
                     table = _codec.sort_events(_codec.from_arrow(tenant, win, part))
+                    self._refuse_oversized_events(tenant, win, table)
                     numbered = None if index == 0 and last else index
                     if len(pending) >= max(1, self._workers):
                         results.append(pending.pop(0).result())
-                    pending.append(pool.submit(self._store_part, tenant, win, table, numbered, None))
+                    pending.append(pool.submit(self._store_stream_part, tenant, win, table, numbered))
             finally:
                 done = _results(pending)
             results.extend(done)
         if not results:
             return Receipt(keys=(), events=0, bytes=0, created=False)
         return _receipt(results)
+
+    def _store_stream_part(self, tenant: str, win: Window, table: pa.Table, part: int | None) -> _Stored:
+        try:
+            return self._store_part(tenant, win, table, part, None)
+        except _TooLarge:
+            raise ArchiveWriteError(
+                f"a part of {table.num_rows} events of the stream encodes to more than "
+                f"max_object_bytes={self._max_object_bytes}; lower object_events (earlier parts are "
+                "stored, each complete)"
+            ) from None
 
     def _store_part(
         self, tenant: str, win: Window, table: pa.Table, part: int | None, parts: int | None
@@ -296,7 +336,7 @@ class FsspecArchive(Archive):
         lo, hi = _codec.optional_window(start, end)
         # An object lives in the month of its start, so months after `end`
         # cannot overlap; earlier months can (a window may span months).
-        last_month = None if hi is None else f"{hi:%Y-%m}"
+        last_month = None if hi is None else f"{hi.year:04d}-{hi.month:02d}"
         months = sorted(
             e["name"]
             for e in self._list(self._path(tenant))
