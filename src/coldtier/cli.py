@@ -61,9 +61,11 @@ EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
 #: Rows validated and converted at a time while reading an input file.
 _CHUNK_ROWS = 65_536
-#: Inputs up to this many Arrow bytes are archived as one table (exactly what
-#: ``Archive.archive`` would store for the same events); larger ones stream.
+#: An input that fits one object (by the archive's ``object_events``, and at
+#: most this many Arrow bytes) is archived as one table: exactly the object
+#: ``Archive.archive`` stores for the same events.  Larger inputs stream.
 _HOLD_BYTES = 256 * 2**20
+_HOLD_EVENTS = 262_144
 _OPEN = Window(datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
 _MONTH_RE = re.compile(r"\d{4}-\d\d")
 _DATE_RE = re.compile(r"\d{4}-\d\d-\d\d")
@@ -183,6 +185,13 @@ def _interactive() -> bool:
     return sys.stdout.isatty() and sys.stderr.isatty()
 
 
+def _columns() -> int:
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError):
+        return 0
+
+
 class _Bar:
     """A tqdm bar on stderr driven by ``(done, total)`` calls; silent when disabled."""
 
@@ -197,7 +206,8 @@ class _Bar:
                 unit_divisor=1024 if unit == "B" else 1000,
                 file=sys.stderr,
                 leave=False,
-                dynamic_ncols=True,
+                # A terminal that reports no size (some ptys) would hide the bar.
+                **({} if _columns() else {"ncols": 80, "nrows": 24}),
             )
 
     @property
@@ -449,6 +459,7 @@ def archive_cmd(
     # window, and keep the events if they are few enough to archive as one table.
     count, first, last = 0, None, None
     held: list[pa.Table] | None = []
+    hold_events = int(getattr(archive, "_object_events", _HOLD_EVENTS))
     held_bytes = 0
     unit = "B" if src.kind == "jsonl" else "events"
     with _Bar(f"checking {src.name}", enabled=show, unit=unit) as bar:
@@ -461,7 +472,7 @@ def archive_cmd(
             if held is not None:
                 held.append(table)
                 held_bytes += table.nbytes
-                if held_bytes > _HOLD_BYTES:
+                if held_bytes > _HOLD_BYTES or count > hold_events:
                     held = None
     if count == 0 or first is None or last is None:
         sys.stderr.write(f"coldtier: {src.name} holds no events; nothing archived\n")
@@ -530,8 +541,10 @@ def ls_cmd(
     Reads key names only: start, end, size and key of each object.
     """
     lo, hi = _window(start, end, day)
+    if tenant is not None:
+        tenant = _codec.validate_tenant(tenant)
     archive = _open(url, opts, must_exist=True)
-    tenants = [_codec.validate_tenant(tenant)] if tenant is not None else archive.tenants()
+    tenants = [tenant] if tenant is not None else archive.tenants()
     found = [obj for t in tenants for obj in archive.objects(t, lo, hi)]
     if as_json:
         _dump_json([_object_json(o) for o in found])
