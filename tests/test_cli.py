@@ -485,3 +485,23 @@ def test_progress_bars_only_on_a_terminal(tmp_path: Path, acme_file: Path) -> No
     text = seen.decode(errors="replace")
     assert "verifying" in text
     assert "1 objects, 1500 events: OK" in text
+
+
+def test_day_x_walkthrough(tmp_path: Path) -> None:
+    """examples/day_x.py answers "what happened for acme on 2 March" and keeps working."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "day_x.py"
+    proc = subprocess.run(
+        [sys.executable, str(example), "--tenant", "globex", "--day", "2024-03-03"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    day = sum(
+        '"tenant_id":"globex"' in line and "2024-03-03T" in line for line in SAMPLE.read_text().splitlines()
+    )
+    assert f"\n{day} events between" in proc.stdout
+    assert "1 object(s) overlap the day" in proc.stdout
+    assert "intact" in proc.stdout
