@@ -8,6 +8,7 @@ Baseline: ``pq.write_table`` to bytes (same codec and options) +
 from __future__ import annotations
 
 import itertools
+import logging
 from datetime import UTC, datetime
 
 import pyarrow as pa
@@ -41,6 +42,7 @@ def run(quick: bool = False) -> list[Row]:
                 note=f"skipped: no S3 backend ({exc})",
             )
         ]
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
     table = sample_table(EVENTS)
     reps = 3 if quick else 5
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

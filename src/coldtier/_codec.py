@@ -182,13 +182,14 @@ def from_events(tenant_id: str, win: Window, events: Iterable[object]) -> pa.Tab
     lo, hi = pc.min_max(micros).values()
     if lo.as_py() < win.start_us or hi.as_py() > win.end_us:
         _name_first_bad(tenant_id, win, evs)
-    try:
-        payloads = list(map(orjson.dumps, map(attrgetter("payload"), evs)))
-        # dumps(None) is b"null": no metadata is stored as a null, as allsource-core does.
-        metas = pa.array(list(map(orjson.dumps, map(attrgetter("metadata"), evs))), pa.binary())
-    except (TypeError, orjson.JSONEncodeError):
-        _name_first_bad(tenant_id, win, evs)
-        raise
+    payloads = _json_column(list(map(attrgetter("payload"), evs)))
+    metas = _json_column(list(map(attrgetter("metadata"), evs)))
+    if payloads is None or metas is None:
+        _name_first_bad(tenant_id, win, evs)  # raises for the first value orjson refuses
+        # Only values orjson takes one by one but not inside a list (nesting depth) get here.
+        payloads = pa.array([orjson.dumps(ev.payload) for ev in evs], pa.binary())
+        metas = pa.array([orjson.dumps(ev.metadata) for ev in evs], pa.binary())
+    # dumps(None) is b"null": no metadata is stored as a null, as allsource-core does.
     nulls = pc.equal(metas, pa.scalar(b"null", pa.binary()))
     if pc.any(nulls).as_py():
         metas = pc.if_else(nulls, pa.scalar(None, pa.binary()), metas)
@@ -197,7 +198,7 @@ def from_events(tenant_id: str, win: Window, events: Iterable[object]) -> pa.Tab
             _uuid_strings(ids),
             pa.array(types, pa.string()),
             pa.array(entities, pa.string()),
-            pa.array(payloads, pa.binary()).cast(pa.string()),
+            payloads.cast(pa.string()),
             micros.cast(pa.timestamp("us")),
             metas.cast(pa.string()),
             pa.array(versions, pa.uint64()),
@@ -234,6 +235,34 @@ def _name_first_bad(tenant_id: str, win: Window, events: list[Any]) -> None:
             raise InvalidRequest(f"event #{i} ({eid}): version {ver!r} is not an unsigned 64-bit int")
         _json(ev.payload, "payload", i, eid)
         _json(ev.metadata, "metadata", i, eid)
+
+
+#: Between values in one ``orjson.dumps`` call; compact JSON never holds a raw newline.
+_SEPARATOR = orjson.Fragment(b"\n")
+
+
+def _json_column(values: list[Any]) -> pa.Array | None:
+    """Compact JSON of each value as a binary array, from one ``orjson`` call.
+
+    ``orjson.dumps`` costs ~2 µs per call whatever the value (buffer setup),
+    and ~0.1 µs per small value inside one call.  So the values are dumped as
+    one list with a raw newline fragment between them, ``[v1,\n,v2,\n,...]``,
+    and split on ``,\n,`` by Arrow.  ``None`` when orjson refuses the list
+    (the caller then names the offending event).
+    """
+    n = len(values)
+    mixed: list[Any] = [_SEPARATOR] * (2 * n)
+    mixed[::2] = values
+    try:
+        out = orjson.dumps(mixed)
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+    bounds = pa.py_buffer(array.array("q", [1, len(out) - 3]))  # inside "[" ... ",\n]"
+    whole = pa.Array.from_buffers(pa.large_binary(), 1, [None, bounds, pa.py_buffer(out)])
+    parts = pc.split_pattern(whole, b",\n,").flatten()
+    if len(parts) != n:  # a Fragment inside a value held the separator
+        return None
+    return parts.cast(pa.binary())
 
 
 def _uuid_strings(ids: list[uuid.UUID]) -> pa.Array:

@@ -1,0 +1,151 @@
+"""The write path's fast routes agree with the obvious slow ones.
+
+``from_events`` converts column-wise (one ``orjson`` call per column, a hashed
+uniqueness check); these tests hold it to the per-event definition, including
+its fallbacks, and check that objects are deterministic and readable by other
+Parquet readers.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import coldtier
+from coldtier import _codec
+from coldtier.testing import make_events, window_of
+from coldtier.testing._data import make_table
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+US = timedelta(microseconds=1)
+
+
+def reference(events: list[coldtier.Event]) -> list[dict[str, Any]]:
+    """What each stored row must hold, computed event by event."""
+    return [
+        {
+            "event_id": str(e.id),
+            "event_type": e.event_type,
+            "entity_id": e.entity_id,
+            "payload": orjson.dumps(e.payload).decode(),
+            "timestamp": (e.timestamp - EPOCH) // US,
+            "metadata": None if e.metadata is None else orjson.dumps(e.metadata).decode(),
+            "version": e.version,
+        }
+        for e in events
+    ]
+
+
+def converted(events: list[coldtier.Event]) -> list[dict[str, Any]]:
+    table = _codec.from_events("acme", _codec.window(*window_of(events)), events)
+    assert table.schema == _codec.SCHEMA
+    rows = table.to_pylist()
+    for row in rows:
+        row["timestamp"] = (row["timestamp"].replace(tzinfo=UTC) - EPOCH) // US
+    return rows
+
+
+def varied_events() -> list[coldtier.Event]:
+    zones = [
+        UTC,
+        timezone(timedelta(hours=5, minutes=30)),
+        ZoneInfo("Europe/Berlin"),
+        ZoneInfo("America/New_York"),
+    ]
+    events = make_events("acme", 400, start=datetime(2024, 10, 27, tzinfo=UTC), step=timedelta(seconds=97))
+    out = []
+    for i, e in enumerate(events):
+        ts = e.timestamp.astimezone(zones[i % 4]).replace(fold=i % 2) + US * i
+        payload: Any = [e.payload, None, "x\ny", {"k": [1.5, True]}, "", 0, "☕\u2028"][i % 7]
+        out.append(replace(e, timestamp=ts, payload=payload, version=[0, 1, 2**64 - 1][i % 3]))
+    return out
+
+
+def test_from_events_matches_the_per_event_definition() -> None:
+    events = varied_events()
+    assert converted(events) == reference(events)
+
+
+def test_json_that_a_list_cannot_hold_falls_back_per_event() -> None:
+    events = make_events("acme", 5)
+    deep: Any = "leaf"
+    for _ in range(254):  # orjson's depth limit holds one value, not the list around it
+        deep = [deep]
+    events[2] = replace(events[2], payload=deep)
+    events[3] = replace(events[3], payload={"f": orjson.Fragment(b"1,\n,2")})  # the separator, verbatim
+    try:
+        orjson.dumps(deep)
+    except orjson.JSONEncodeError:
+        pytest.skip("this orjson refuses depth 255 on its own")
+    assert converted(events) == reference(events)
+
+
+def test_the_first_offending_event_is_named_across_checks() -> None:
+    events = make_events("acme", 10)
+    start, end = window_of(events)
+    events[3] = replace(events[3], version=-1)
+    events[6] = replace(events[6], tenant_id="acme-eu")
+    with pytest.raises(coldtier.InvalidRequest, match="#3"):
+        _codec.from_events("acme", _codec.window(start, end), events)
+
+
+def test_duplicates_are_found_without_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    table = make_table(1000)
+    ids = table.column("event_id").to_pylist()
+    ids[700] = ids[12].upper()  # the same UUID, in upper case
+    table = table.set_column(0, "event_id", pa.array(ids))
+    win = _codec.window(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 2, tzinfo=UTC))
+    with pytest.raises(coldtier.InvalidRequest, match=r"#700 .* #12 "):
+        _codec.from_arrow("acme", win, table)
+    unique = make_table(1000)
+    monkeypatch.setitem(sys.modules, "numpy", None)  # import numpy now fails
+    assert not _codec._surely_unique(table.column("event_id"))
+    with pytest.raises(coldtier.InvalidRequest, match=r"#700 .* #12 "):
+        _codec.from_arrow("acme", win, table)
+    assert _codec.from_arrow("acme", win, unique).num_rows == 1000
+
+
+def test_hashed_uniqueness_sees_every_byte() -> None:
+    base = str(uuid.UUID(int=0x0123456789ABCDEF0123456789ABCDEF))
+    variants = [base] + [
+        base[:i] + ("0" if base[i] != "0" else "1") + base[i + 1 :] for i in range(36) if base[i] != "-"
+    ]
+    assert _codec._surely_unique(pa.chunked_array([pa.array(variants[:10]), pa.array(variants[10:])]))
+    assert not _codec._surely_unique(pa.chunked_array([pa.array(variants), pa.array([variants[17]])]))
+
+
+def test_objects_are_deterministic_and_readable_elsewhere(tmp_path: Path) -> None:
+    duckdb = pytest.importorskip("duckdb")
+    polars = pytest.importorskip("polars")
+    table = make_table(300_000)
+    start, end = datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 2, tzinfo=UTC)
+    keys = {
+        workers: coldtier.open_archive(str(tmp_path / f"w{workers}"), workers=workers)
+        .archive("acme", start, end, table)
+        .keys
+        for workers in (1, 3)
+    }
+    assert keys[1] == keys[3] and len(keys[1]) == 2
+    path = tmp_path / "w1" / keys[1][0]
+    meta = pq.ParquetFile(path).metadata
+    assert meta.schema.to_arrow_schema().names == _codec.SCHEMA.names
+    encodings = meta.row_group(0).column(4).encodings
+    assert "DELTA_BINARY_PACKED" in encodings
+    got = pq.read_table(path)
+    assert got.column("event_id").to_pylist() == table.column("event_id").slice(0, got.num_rows).to_pylist()
+    with duckdb.connect() as con:
+        count = con.sql(
+            f"SELECT count(DISTINCT event_id), max(timestamp) FROM read_parquet('{path}')"
+        ).fetchall()[0]
+    assert count[0] == got.num_rows
+    assert polars.read_parquet(path).height == got.num_rows
