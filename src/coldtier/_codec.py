@@ -152,7 +152,7 @@ def from_events(tenant_id: str, win: Window, events: Iterable[object]) -> pa.Tab
     speed (``map``, sets of types, ``orjson``); only a batch that fails a check
     is walked event by event, to name the first offending event.
     """
-    evs = events if isinstance(events, list) else list(events)
+    evs: list[Any] = events if isinstance(events, list) else list(events)
     n = len(evs)
     if n == 0:
         return SCHEMA.empty_table()
