@@ -442,19 +442,9 @@ class FsspecArchive(Archive):
         """
         tenant = _codec.validate_tenant(tenant_id)
         lo, hi = _codec.optional_window(start, end)
-        objs = self.objects(tenant, lo, hi)
-        tally = _Tally(progress, objs)
-        # Copies of one event share its timestamp, so they fall in one run;
-        # `seen` only catches distinct events that reuse an id.
-        seen: set[str] = set()
-        for run in _overlapping(objs):
-            tables = self._map(lambda o: tally.done(o, self._read_object(o, lo, hi)), run)
-            table = _unique_sorted(pa.concat_tables(tables))
+        for run, table in self._runs(tenant, lo, hi, progress):
             columns = [table.column(name).to_pylist() for name in SCHEMA.names]
             for eid, etype, entity, payload, ts, meta, version in zip(*columns, strict=True):
-                if eid in seen:
-                    continue
-                seen.add(eid)
                 try:
                     event = Event(
                         id=uuid.UUID(eid),
@@ -472,6 +462,37 @@ class FsspecArchive(Archive):
                         f"event {eid!r} in {keys} of {self._description} is malformed: {exc}"
                     ) from exc
                 yield event
+
+    def _runs(
+        self, tenant: str, lo: datetime | None, hi: datetime | None, progress: Progress | None = None
+    ) -> Iterator[tuple[list[ArchivedObject], pa.Table]]:
+        """The selection of :meth:`read` as :data:`SCHEMA` tables, one per run of overlapping objects.
+
+        Runs come in time order, each sorted, each event id once across all of
+        them.  The next run is fetched while the caller works on this one.
+        """
+        objs = self.objects(tenant, lo, hi)
+        tally = _Tally(progress, objs)
+        runs = list(_overlapping(objs))
+
+        def load(run: list[ArchivedObject]) -> pa.Table:
+            tables = self._map(lambda o: tally.done(o, self._read_object(o, lo, hi)), run)
+            return _unique_sorted(pa.concat_tables(tables))
+
+        # Copies of one event share its timestamp, so they fall in one run;
+        # `seen` only catches distinct events that reuse an id.
+        seen: set[str] = set()
+        with ThreadPoolExecutor(1) as ahead:
+            pending = ahead.submit(load, runs[0]) if runs else None
+            for index, run in enumerate(runs):
+                assert pending is not None
+                table = pending.result()
+                pending = ahead.submit(load, runs[index + 1]) if index + 1 < len(runs) else None
+                ids = table.column("event_id").to_pylist()
+                if not seen.isdisjoint(ids):
+                    table = table.filter(pa.array([eid not in seen for eid in ids], pa.bool_()))
+                seen.update(ids)
+                yield run, table
 
     # -- verification ----------------------------------------------------------
 

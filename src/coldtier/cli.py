@@ -51,7 +51,7 @@ from ._archive import Archive
 from ._codec import SCHEMA, Window
 from ._errors import ColdTierError, InvalidRequest, MissingDependency, UnknownBackend
 from ._fsspec import FsspecArchive
-from ._jsonl import dump_event, load_numbered
+from ._jsonl import dump_table, load_numbered
 from ._registry import _load, available_backends, open_archive
 from ._types import ArchivedObject, Receipt
 
@@ -583,22 +583,54 @@ def _output(out: str | None) -> Iterator[IO[bytes]]:
             temp.unlink()
 
 
-def _write_table_rows(sink: IO[bytes], events: Iterator[Any]) -> int:
+def _runs(
+    archive: Archive, tenant: str, lo: datetime | None, hi: datetime | None, bar: _Bar
+) -> Iterator[tuple[str, pa.Table]]:
+    """``(where, stored columns)`` in time order, each event once; streamed by the fsspec engine."""
+    if isinstance(archive, FsspecArchive):
+        for run, table in archive._runs(tenant, lo, hi, bar.callback):
+            yield f"{', '.join(o.key for o in run)} of {archive.description()}", table
+    else:
+        yield archive.description(), archive.read(tenant, lo, hi).select(SCHEMA.names)
+
+
+def _write_jsonl(sink: IO[bytes], runs: Iterator[tuple[str, pa.Table]], tenant: str) -> int:
+    count = 0
+    for where, table in runs:
+        sink.writelines(dump_table(table, tenant, source=where))
+        count += table.num_rows
+    return count
+
+
+def _write_parquet(sink: IO[bytes], runs: Iterator[tuple[str, pa.Table]], tenant: str) -> int:
+    """The stored columns plus ``tenant_id``: what ``coldtier archive`` takes back."""
+    field = pa.field("tenant_id", pa.string(), nullable=False)
+    count = 0
+    with pq.ParquetWriter(sink, SCHEMA.append(field), compression="zstd") as writer:
+        for _, table in runs:
+            tenants = pa.array([tenant] * table.num_rows, pa.string())
+            writer.write_table(table.replace_schema_metadata(None).append_column(field, tenants))
+            count += table.num_rows
+    return count
+
+
+def _write_rows(sink: IO[bytes], runs: Iterator[tuple[str, pa.Table]]) -> int:
+    """A table for people: one line per event, the payload clipped to the terminal."""
     width = max(80, shutil.get_terminal_size((120, 24)).columns)
     header = f"{'TIMESTAMP (UTC)':<27} {'EVENT TYPE':<20} {'ENTITY':<20} {'V':>3} PAYLOAD"
     sink.write((header[:width] + "\n").encode())
     count = 0
     room = max(10, width - 74)
-    for ev in events:
-        payload = orjson.dumps(ev.payload).decode()
-        if len(payload) > room:
-            payload = payload[: room - 1] + "…"
-        row = (
-            f"{ev.timestamp.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%fZ} "
-            f"{_clip(ev.event_type, 20):<20} {_clip(ev.entity_id, 20):<20} {ev.version:>3} {payload}"
-        )
-        sink.write((row + "\n").encode())
-        count += 1
+    for _, table in runs:
+        names = ("timestamp", "event_type", "entity_id", "version", "payload")
+        columns = [table.column(name).to_pylist() for name in names]
+        for ts, etype, entity, version, payload in zip(*columns, strict=True):
+            text = " ".join(payload.split())
+            if len(text) > room:
+                text = text[: room - 1] + "…"
+            row = f"{ts:%Y-%m-%dT%H:%M:%S.%fZ} {_clip(etype, 20):<20} {_clip(entity, 20):<20} {version:>3} {text}"
+            sink.write((row + "\n").encode())
+        count += table.num_rows
     sink.write(f"({count} event{'' if count == 1 else 's'})\n".encode())
     return count
 
@@ -644,21 +676,13 @@ def read_cmd(
         raise click.UsageError("refusing to write Parquet to a terminal: give -o FILE or redirect stdout")
     archive = _open(url, opts, must_exist=True)
     with _Bar(f"reading {tenant}", enabled=not to_stdout and _interactive()) as bar, _output(out) as sink:
+        runs = _runs(archive, tenant, lo, hi, bar)
         if fmt == "parquet":
-            table = _with_progress(archive, "read", tenant, lo, hi, progress=bar)
-            buffer = pa.BufferOutputStream()
-            pq.write_table(table, buffer, compression="zstd")
-            sink.write(buffer.getvalue().to_pybytes())
-            count = table.num_rows
+            count = _write_parquet(sink, runs, tenant)
+        elif fmt == "table":
+            count = _write_rows(sink, runs)
         else:
-            events = _with_progress(archive, "events", tenant, lo, hi, progress=bar)
-            if fmt == "table":
-                count = _write_table_rows(sink, events)
-            else:
-                count = 0
-                for event in events:
-                    sink.write(dump_event(event))
-                    count += 1
+            count = _write_jsonl(sink, runs, tenant)
     if not to_stdout:
         sys.stderr.write(f"{count} event(s) of {tenant} written to {out} ({fmt})\n")
     return EXIT_OK
