@@ -377,3 +377,31 @@ def test_row_groups_are_skipped_by_statistics() -> None:
         assert _row_groups(pf, None, events[50].timestamp) == [0]
         assert _row_groups(pf, end + timedelta(seconds=1), None) == []
         assert _row_groups(pf, None, None) == list(range(10))
+
+
+def test_events_stream_in_read_order_across_overlapping_objects(tmp_path: Path) -> None:
+    """Overlapping batches are merged: events() gives read()'s rows, in read()'s order."""
+    archive = coldtier.open_archive(str(tmp_path / "a"))
+    step = timedelta(minutes=7)
+    a = make_events("acme", 400, start=datetime(2024, 3, 1, tzinfo=UTC), step=step, seed=1)
+    b = make_events("acme", 400, start=datetime(2024, 3, 1, 10, tzinfo=UTC), step=step, seed=2)
+    c = make_events("acme", 50, start=datetime(2024, 3, 10, tzinfo=UTC), step=step, seed=3)
+    # The same id again, at another time, in a later batch: kept once, the earliest.
+    reused = coldtier.Event(
+        id=a[5].id,
+        event_type="x",
+        entity_id="y",
+        tenant_id="acme",
+        payload={},
+        timestamp=datetime(2024, 3, 10, 12, tzinfo=UTC),
+    )
+    for batch in (a, b, c, [reused], a[100:200]):
+        archive.archive("acme", *window_of(batch), batch)
+    table = archive.read("acme")
+    streamed = list(archive.events("acme"))
+    assert [str(e.id) for e in streamed] == table.column("event_id").to_pylist()
+    assert len(streamed) == 850
+    assert [e.timestamp for e in streamed] == sorted(e.timestamp for e in streamed)
+    lo, hi = datetime(2024, 3, 1, 12, tzinfo=UTC), datetime(2024, 3, 10, 1, tzinfo=UTC)
+    window = archive.read("acme", lo, hi).column("event_id").to_pylist()
+    assert [str(e.id) for e in archive.events("acme", lo, hi)] == window
