@@ -149,3 +149,21 @@ def test_objects_are_deterministic_and_readable_elsewhere(tmp_path: Path) -> Non
         ).fetchall()[0]
     assert count[0] == got.num_rows
     assert polars.read_parquet(path).height == got.num_rows
+
+
+def test_ids_checked_while_parts_encode_hold_back_every_write(tmp_path: Path) -> None:
+    table = make_table(40)
+    ids = table.column("event_id").to_pylist()
+    start, end = datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 2, tzinfo=UTC)
+    archive = coldtier.open_archive(str(tmp_path / "a"), object_events=4, workers=4)
+    for bad in ([*ids[:39], "not-a-uuid"], [*ids[:39], ids[0]]):
+        with pytest.raises(coldtier.InvalidRequest, match="#39"):
+            archive.archive("acme", start, end, table.set_column(0, "event_id", pa.array(bad)))
+        assert not list((tmp_path / "a").rglob("*.parquet"))
+    upper = table.set_column(0, "event_id", pa.array([i.upper() for i in ids]))
+    receipt = archive.archive("acme", start, end, upper)
+    assert len(receipt.keys) == 10 and receipt.created
+    again = coldtier.open_archive(str(tmp_path / "a"), workers=1, object_events=4).archive(
+        "acme", start, end, table
+    )
+    assert again.keys == receipt.keys and not again.created

@@ -298,6 +298,13 @@ def from_arrow(tenant_id: str, win: Window, data: pa.Table | pa.RecordBatch) -> 
     timestamp unit; ``metadata`` and ``version`` may be absent (null and 1);
     an optional ``tenant_id`` column must match.  Payloads are stored as given.
     """
+    table = conform_arrow(tenant_id, win, data)
+    checked = check_ids(table)
+    return table if checked is None else checked
+
+
+def conform_arrow(tenant_id: str, win: Window, data: pa.Table | pa.RecordBatch) -> pa.Table:
+    """:func:`from_arrow` but for :func:`check_ids`: columns, types, nulls, tenant, window."""
     if isinstance(data, pa.RecordBatch):
         data = pa.Table.from_batches([data])
     names = data.column_names
@@ -361,16 +368,27 @@ def from_arrow(tenant_id: str, win: Window, data: pa.Table | pa.RecordBatch) -> 
             f"{_describe_row(table, i)}: timestamp {ts[i].as_py().isoformat()}Z is outside "
             f"the window [{rfc3339(win.start)}, {rfc3339(win.end)}]"
         )
+    return table
 
+
+def check_ids(table: pa.Table) -> pa.Table | None:
+    """The last checks of :func:`from_arrow`: event ids are UUID text, each once.
+
+    Returns ``None`` when ``table`` stands as it is, or a corrected table (ids
+    given in upper case are stored lower-cased).  The write engine runs this
+    while the parts encode; nothing is written before it returns.
+    """
     ids = table.column("event_id")
     ok = pc.match_substring_regex(ids, _UUID_RE)
+    if pc.all(ok).as_py():
+        _check_unique_ids(table)
+        return None
+    ids = pc.utf8_lower(ids)
+    ok = pc.match_substring_regex(ids, _UUID_RE)
     if not pc.all(ok).as_py():
-        ids = pc.utf8_lower(ids)
-        ok = pc.match_substring_regex(ids, _UUID_RE)
-        if not pc.all(ok).as_py():
-            i = _first_bad(pc.invert(ok))
-            raise InvalidRequest(f"{_describe_row(table, i)}: event_id is not a UUID")
-        table = table.set_column(0, SCHEMA.field(0), ids)
+        i = _first_bad(pc.invert(ok))
+        raise InvalidRequest(f"{_describe_row(table, i)}: event_id is not a UUID")
+    table = table.set_column(0, SCHEMA.field(0), ids)
     _check_unique_ids(table)
     return table
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, ClassVar, TypeVar
 
 import orjson
@@ -158,8 +159,12 @@ class FsspecArchive(Archive):
         win = _codec.window(start, end)
         if isinstance(events, pa.RecordBatchReader):
             return self._archive_stream(tenant, win, events)
+        check: Callable[[], pa.Table | None] | None = None
         if isinstance(events, (pa.Table, pa.RecordBatch)):
-            table = _codec.from_arrow(tenant, win, events)
+            # The id checks (a regex and a uniqueness test over every id) run
+            # while the parts encode; _store_table writes nothing before they pass.
+            table = _codec.conform_arrow(tenant, win, events)
+            check = partial(_codec.check_ids, table)
         elif isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Iterable):
             raise InvalidRequest(
                 "events must be an iterable of coldtier.Event, a pyarrow.Table or a "
@@ -171,7 +176,7 @@ class FsspecArchive(Archive):
             return Receipt(keys=(), events=0, bytes=0, created=False)
         table = _codec.sort_events(table)
         self._refuse_oversized_events(tenant, win, table)
-        return self._store_table(tenant, win, table)
+        return self._store_table(tenant, win, table, check)
 
     def _refuse_oversized_events(self, tenant: str, win: Window, table: pa.Table) -> None:
         """An event that cannot fit in one object is bad input: refuse it before any write.
@@ -208,20 +213,48 @@ class FsspecArchive(Archive):
         by_bytes = int(self._max_object_bytes * 0.8 / per_row)
         return max(1, min(self._object_events, by_bytes))
 
-    def _store_table(self, tenant: str, win: Window, table: pa.Table) -> Receipt:
+    def _store_table(
+        self, tenant: str, win: Window, table: pa.Table, check: Callable[[], pa.Table | None] | None = None
+    ) -> Receipt:
+        """Store a sorted table as parts of ``object_events`` rows, ``workers`` at a time.
+
+        Each worker encodes a part, hashes it and writes it, so encoding one part
+        overlaps writing another.  ``check`` is validation still to run: it runs
+        on this thread while the first parts encode, and no part is written
+        before it passes.  It returns ``None``, or a corrected table to store
+        instead (the encoded parts are then dropped and the store starts over).
+        """
+        if check is not None and self._workers <= 1:
+            table = _codec.sort_events(check() or table)
+            check = None
+        gate = _Gate(passed=check is None)
         per = self._rows_per_object(table)
         while True:
             parts = list(_codec.chunks(table, per))
+            count = len(parts)
 
-            def store(item: tuple[int, pa.Table], count: int = len(parts)) -> _Stored:
-                index, part = item
+            def store(index: int, part: pa.Table, count: int = count, gate: _Gate = gate) -> _Stored:
                 numbered = count > 1
-                return self._store_part(
+                data, sha256 = self._encode_part(
                     tenant, win, part, index if numbered else None, count if numbered else None
                 )
+                gate.wait()
+                return self._stored_part(tenant, win, part.num_rows, data, sha256)
 
             try:
-                results = self._map(store, list(enumerate(parts)))
+                if self._workers <= 1:
+                    results = [store(index, part) for index, part in enumerate(parts)]
+                else:
+                    with ThreadPoolExecutor(min(self._workers, count)) as pool:
+                        futures = [pool.submit(store, index, part) for index, part in enumerate(parts)]
+                        if check is not None:
+                            replacement = gate.decide(check, futures)
+                            check = None
+                            if replacement is not None:
+                                table = _codec.sort_events(replacement)
+                                gate = _Gate(passed=True)
+                                continue
+                        results = _results(futures)
             except _TooLarge:
                 if per == 1:
                     raise ArchiveWriteError(
@@ -273,6 +306,13 @@ class FsspecArchive(Archive):
     def _store_part(
         self, tenant: str, win: Window, table: pa.Table, part: int | None, parts: int | None
     ) -> _Stored:
+        data, sha256 = self._encode_part(tenant, win, table, part, parts)
+        return self._stored_part(tenant, win, table.num_rows, data, sha256)
+
+    def _encode_part(
+        self, tenant: str, win: Window, table: pa.Table, part: int | None, parts: int | None
+    ) -> tuple[bytes, str]:
+        """One object's bytes and their SHA-256 (hashed once: key, checksum and confirmation)."""
         meta = _codec.footer(tenant, win, table.num_rows, part, parts)
         data = _codec.encode(
             table,
@@ -283,10 +323,12 @@ class FsspecArchive(Archive):
         )
         if len(data) > self._max_object_bytes:
             raise _TooLarge
-        sha256 = hashlib.sha256(data).hexdigest()
+        return data, hashlib.sha256(data).hexdigest()
+
+    def _stored_part(self, tenant: str, win: Window, events: int, data: bytes, sha256: str) -> _Stored:
         key = _codec.object_key(tenant, win, sha256[:16])
         created = self._put(key, data, sha256)
-        return _Stored(key, table.num_rows, len(data), created)
+        return _Stored(key, events, len(data), created)
 
     def _put(self, key: str, data: bytes, sha256: str) -> bool:
         path = self._path(key)
@@ -588,6 +630,46 @@ class _Stored:
     events: int
     size: int
     created: bool
+
+
+class _Gate:
+    """Holds the writes of a batch back until its last validation has passed."""
+
+    def __init__(self, *, passed: bool) -> None:
+        self._decided = threading.Event()
+        self._open = passed
+        if passed:
+            self._decided.set()
+
+    def wait(self) -> None:
+        """Block until decided; raise :class:`_Abandoned` if nothing may be written."""
+        self._decided.wait()
+        if not self._open:
+            raise _Abandoned
+
+    def decide(self, check: Callable[[], pa.Table | None], futures: list[Future[_Stored]]) -> pa.Table | None:
+        """Run ``check``; open the gate if it passes, else abandon ``futures`` (none wrote)."""
+        try:
+            replacement = check()
+        except BaseException:
+            self._decided.set()
+            _settle(futures)
+            raise
+        self._open = replacement is None
+        self._decided.set()
+        if replacement is not None:
+            _settle(futures)
+        return replacement
+
+
+class _Abandoned(Exception):
+    """A part was encoded for a batch that then failed validation; it is not written."""
+
+
+def _settle(futures: Iterable[Future[Any]]) -> None:
+    """Wait for ``futures``, ignoring how they end (the caller has its own outcome)."""
+    for future in futures:
+        future.exception()
 
 
 class _TooLarge(Exception):
