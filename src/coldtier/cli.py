@@ -312,6 +312,12 @@ class _Source:
     data: bytes | None = None
 
     def size(self) -> int:
+        """What the progress bar counts: bytes of JSON Lines, rows of Parquet."""
+        if self.kind == "parquet":
+            try:
+                return int(pq.read_metadata(self.path or pa.BufferReader(self.data or b"")).num_rows)
+            except (pa.ArrowException, OSError):
+                return 0  # reading it will say what is wrong
         return len(self.data) if self.data is not None else os.path.getsize(self.path or "")
 
     @contextlib.contextmanager
@@ -369,11 +375,13 @@ def _jsonl_chunks(src: _Source, tenant: str, win: Window, bar: _Bar) -> Iterator
         batch = []
         for number, event in load_numbered(lines(f), tenant, name=src.name):
             ts = event.timestamp
-            if ts < win.start or ts > win.end:
-                bound = f"before --start {_rfc3339(win.start)}" if ts < win.start else "after --end "
+            if ts < win.start:
                 raise InvalidRequest(
-                    f"{src.name} line {number}: timestamp {_rfc3339(ts)} is "
-                    + (bound if ts < win.start else bound + _rfc3339(win.end))
+                    f"{src.name} line {number}: timestamp {_rfc3339(ts)} is before --start {_rfc3339(win.start)}"
+                )
+            if ts > win.end:
+                raise InvalidRequest(
+                    f"{src.name} line {number}: timestamp {_rfc3339(ts)} is after --end {_rfc3339(win.end)}"
                 )
             batch.append(event)
             if len(batch) == _CHUNK_ROWS:
@@ -463,7 +471,7 @@ def archive_cmd(
     held_bytes = 0
     unit = "B" if src.kind == "jsonl" else "events"
     with _Bar(f"checking {src.name}", enabled=show, unit=unit) as bar:
-        bar(0, src.size() if src.kind == "jsonl" else 0)
+        bar(0, src.size() if show else 0)
         for table in _chunks(src, tenant, win, bar):
             count += table.num_rows
             lo_ts, hi_ts = pc.min_max(table.column("timestamp")).values()
@@ -487,7 +495,7 @@ def archive_cmd(
             if src.data is None and src.path is None:  # pragma: no cover - a source always has one
                 raise InputError(f"{src.name} cannot be read twice")
             with _Bar(f"archiving {src.name}", enabled=show, unit=unit) as bar:
-                bar(0, src.size() if src.kind == "jsonl" else count)
+                bar(0, src.size() if show else 0)
                 batches = (b for t in _chunks(src, tenant, win, bar) for b in t.to_batches())
                 reader = pa.RecordBatchReader.from_batches(SCHEMA, batches)
                 receipt = archive.archive(tenant, w_start, w_end, reader)
