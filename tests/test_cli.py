@@ -165,7 +165,7 @@ def test_archive_ls_read_verify_probe(target: Target, acme_file: Path, tmp_path:
     assert human.code == 0, human.err
     assert human.out.count("\n") == 1
     assert "globex/2024-03/" in human.out
-    assert "1 object(s)" in human.err
+    assert "1 object," in human.err
     outside = coldtier_cli("ls", target.url, "--start", "2024-04-01", "--json")
     assert outside.code == 0
     assert outside.json() == []
@@ -204,7 +204,7 @@ def test_archive_ls_read_verify_probe(target: Target, acme_file: Path, tmp_path:
     problems = [line for line in damaged.out.splitlines() if line.startswith("PROBLEM ")]
     assert len(problems) == 1
     assert problems[0].startswith(f"PROBLEM {key}: content digest")
-    assert damaged.out.splitlines()[-1].endswith("1 problem(s)")
+    assert damaged.out.splitlines()[-1].endswith(": 1 problem")
     report = coldtier_cli("verify", target.url, "--tenant", "acme", "--json")
     assert report.code == 1
     assert report.json()["ok"] is False
@@ -484,7 +484,7 @@ def test_progress_bars_only_on_a_terminal(tmp_path: Path, acme_file: Path) -> No
             os.close(secondary)
     text = seen.decode(errors="replace")
     assert "verifying" in text
-    assert "1 objects, 1500 events: OK" in text
+    assert "1 object, 1500 events: OK" in text
 
 
 def test_day_x_walkthrough(tmp_path: Path) -> None:

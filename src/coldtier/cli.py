@@ -21,6 +21,7 @@ Needs the ``cli`` extra: ``pip install 'coldtier[cli]'``.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import shutil
@@ -247,6 +248,10 @@ def _dump_json(value: Any) -> None:
     sys.stdout.buffer.write(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -323,8 +328,6 @@ class _Source:
     @contextlib.contextmanager
     def binary(self) -> Iterator[IO[bytes]]:
         if self.data is not None:
-            import io  # noqa: PLC0415 - only stdin input needs it
-
             yield io.BytesIO(self.data)
         else:
             with open(self.path or "", "rb") as f:
@@ -514,10 +517,9 @@ def archive_cmd(
         )
     elif receipt.keys and w_start is not None and w_end is not None:
         state = "stored" if receipt.created else "already archived, unchanged"
-        objects = "object" if len(receipt.keys) == 1 else "objects"
         click.echo(
-            f"{receipt.events} events of {tenant} [{_rfc3339(w_start)}, {_rfc3339(w_end)}] in "
-            f"{len(receipt.keys)} {objects}, {receipt.bytes} bytes: {state}"
+            f"{_count(receipt.events, 'event')} of {tenant} [{_rfc3339(w_start)}, {_rfc3339(w_end)}] in "
+            f"{_count(len(receipt.keys), 'object')}, {receipt.bytes} bytes: {state}"
         )
         for key in receipt.keys:
             click.echo(f"  {key}")
@@ -560,8 +562,8 @@ def ls_cmd(
     for obj in found:
         click.echo(f"{_rfc3339(obj.start)}  {_rfc3339(obj.end)}  {obj.size:>12}  {obj.key}")
     total = sum(o.size for o in found)
-    scope = f"tenant {tenant}" if tenant is not None else f"{len(tenants)} tenant(s)"
-    sys.stderr.write(f"{len(found)} object(s), {total} bytes, {scope}, in {archive.description()}\n")
+    scope = f"tenant {tenant}" if tenant is not None else _count(len(tenants), "tenant")
+    sys.stderr.write(f"{_count(len(found), 'object')}, {total} bytes, {scope}, in {archive.description()}\n")
     return EXIT_OK
 
 
@@ -639,7 +641,7 @@ def _write_rows(sink: IO[bytes], runs: Iterator[tuple[str, pa.Table]]) -> int:
             row = f"{ts:%Y-%m-%dT%H:%M:%S.%fZ} {_clip(etype, 20):<20} {_clip(entity, 20):<20} {version:>3} {text}"
             sink.write((row + "\n").encode())
         count += table.num_rows
-    sink.write(f"({count} event{'' if count == 1 else 's'})\n".encode())
+    sink.write(f"({_count(count, 'event')})\n".encode())
     return count
 
 
@@ -692,7 +694,7 @@ def read_cmd(
         else:
             count = _write_jsonl(sink, runs, tenant)
     if not to_stdout:
-        sys.stderr.write(f"{count} event(s) of {tenant} written to {out} ({fmt})\n")
+        sys.stderr.write(f"{_count(count, 'event')} of {tenant} written to {out} ({fmt})\n")
     return EXIT_OK
 
 
@@ -726,8 +728,9 @@ def verify_cmd(*, url: str | None, tenant: str | None, opts: tuple[str, ...], as
     else:
         for problem in report.problems:
             click.echo(f"PROBLEM {problem.key}: {_one_line(problem.message)}")
-        verdict = "OK" if report.ok else f"{len(report.problems)} problem(s)"
-        click.echo(f"{archive.description()}: {report.objects} objects, {report.events} events: {verdict}")
+        verdict = "OK" if report.ok else _count(len(report.problems), "problem")
+        counts = f"{_count(report.objects, 'object')}, {_count(report.events, 'event')}"
+        click.echo(f"{archive.description()}: {counts}: {verdict}")
     if report.objects == 0:
         sys.stderr.write(f"coldtier: warning: no objects found in {archive.description()}\n")
     return EXIT_OK if report.ok else EXIT_PROBLEMS
