@@ -167,3 +167,19 @@ def test_ids_checked_while_parts_encode_hold_back_every_write(tmp_path: Path) ->
         "acme", start, end, table
     )
     assert again.keys == receipt.keys and not again.created
+
+
+def test_whole_buffer_uuid_match_agrees_with_the_row_regex() -> None:
+    table = make_table(2000)
+    ids = table.column("event_id").to_pylist()
+    win = _codec.window(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 2, tzinfo=UTC))
+    sliced = pa.concat_tables([table.slice(3, 900), table.slice(903, 1097)])  # chunks at offsets
+    assert sliced.column("event_id").num_chunks == 2
+    assert _codec._all_canonical_uuids(_codec.conform_arrow("acme", win, sliced).column("event_id"))
+    assert _codec.from_arrow("acme", win, sliced).column("event_id").to_pylist() == ids[3:]
+    moved = ids[1500][:8] + ids[1500][9] + "-" + ids[1500][10:]  # 36 bytes, dash one place late
+    for bad in (moved, ids[1500][:35] + "g", ids[1500][:35] + "é"[:1]):
+        column = pa.chunked_array([ids[:1000], [*ids[1000:1500], bad, *ids[1501:]]])
+        assert not _codec._all_canonical_uuids(column)
+        with pytest.raises(coldtier.InvalidRequest, match="#1500"):
+            _codec.from_arrow("acme", win, table.set_column(0, "event_id", column))

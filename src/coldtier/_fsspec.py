@@ -185,8 +185,11 @@ class FsspecArchive(Archive):
         their own to find out (compression may still make them fit).
         """
         limit = self._max_object_bytes
+        names = ("event_type", "entity_id", "payload", "metadata")
+        if sum(table.column(name).nbytes for name in names) <= limit // 2:
+            return  # even all of the batch's text together is under half the limit
         sizes = None
-        for name in ("event_type", "entity_id", "payload", "metadata"):
+        for name in names:
             length = pc.fill_null(pc.binary_length(table.column(name)), 0)
             sizes = length if sizes is None else pc.add(sizes, length)
         if sizes is None or not pc.any(pc.greater(sizes, limit // 2)).as_py():
