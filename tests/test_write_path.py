@@ -183,3 +183,18 @@ def test_whole_buffer_uuid_match_agrees_with_the_row_regex() -> None:
         assert not _codec._all_canonical_uuids(column)
         with pytest.raises(coldtier.InvalidRequest, match="#1500"):
             _codec.from_arrow("acme", win, table.set_column(0, "event_id", column))
+
+
+@pytest.mark.parametrize("resolution_us", [1, 1_000_000, 10**12])
+def test_sort_events_agrees_with_a_full_sort(resolution_us: int) -> None:
+    table = make_table(5000, step_us=997)
+    coarse = pa.array(
+        [t // resolution_us * resolution_us for t in table.column("timestamp").cast(pa.int64()).to_pylist()]
+    )
+    table = table.set_column(4, "timestamp", coarse.cast(pa.timestamp("us")))
+    keys = [("timestamp", "ascending"), ("event_id", "ascending")]
+    want = table.sort_by(keys)
+    assert _codec.sort_events(table).equals(want)  # time order, ties unordered (or no ties)
+    assert _codec.sort_events(want) is want  # already in order: returned as is
+    shuffled = table.take(pa.array(list(range(4999, -1, -1))))
+    assert _codec.sort_events(shuffled).equals(want)

@@ -491,12 +491,24 @@ _MIX = (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0xD6E8FEB866
 
 
 def sort_events(table: pa.Table) -> pa.Table:
-    """Rows sorted by ``(timestamp, event_id)``; free when already strictly ordered."""
-    if table.num_rows < 2:
+    """Rows sorted by ``(timestamp, event_id)``; nearly free when already in that order.
+
+    Equal timestamps are common (second or millisecond clocks): rows in time
+    order are checked pairwise on their ids only where the time ties.
+    """
+    n = table.num_rows
+    if n < 2:
         return table
     ts = table.column("timestamp").combine_chunks()
-    if pc.all(pc.less(ts.slice(0, len(ts) - 1), ts.slice(1))).as_py():
-        return table
+    before, after = ts.slice(0, n - 1), ts.slice(1)
+    if pc.all(pc.less_equal(before, after)).as_py():
+        ties = pc.equal(before, after)
+        if not pc.any(ties).as_py():
+            return table
+        ids = table.column("event_id").combine_chunks()
+        first, second = ids.slice(0, n - 1).filter(ties), ids.slice(1).filter(ties)
+        if pc.all(pc.less(first, second)).as_py():
+            return table
     order = pc.sort_indices(table, sort_keys=[("timestamp", "ascending"), ("event_id", "ascending")])
     return table.take(order)
 
