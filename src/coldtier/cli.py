@@ -28,6 +28,7 @@ import shutil
 import sys
 import traceback
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -90,7 +91,10 @@ def _opt_option(fn: Callable[..., Any]) -> Callable[..., Any]:
         "opts",
         multiple=True,
         metavar="NAME=VALUE",
-        help="Backend option (repeatable), as in the URL's query string.",
+        help=(
+            "Backend option (repeatable), as in the URL's query string.  Keep credentials in the "
+            "environment (AWS_*, GOOGLE_APPLICATION_CREDENTIALS): command lines are visible to others."
+        ),
     )(fn)
 
 
@@ -555,7 +559,8 @@ def ls_cmd(
         tenant = _codec.validate_tenant(tenant)
     archive = _open(url, opts, must_exist=True)
     tenants = [tenant] if tenant is not None else archive.tenants()
-    found = [obj for t in tenants for obj in archive.objects(t, lo, hi)]
+    with ThreadPoolExecutor(min(8, max(1, len(tenants)))) as pool:  # one listing per tenant
+        found = [obj for objs in pool.map(lambda t: archive.objects(t, lo, hi), tenants) for obj in objs]
     if as_json:
         _dump_json([_object_json(o) for o in found])
         return EXIT_OK
