@@ -5,7 +5,7 @@
     coldtier backends
     coldtier archive [URL] FILE --tenant T [--start S] [--end E]
     coldtier ls      [URL] [--tenant T] [--start S] [--end E] [--json]
-    coldtier read    [URL] --tenant T [--start S] [--end E] [--format jsonl|parquet|table] [-o OUT]
+    coldtier read    [URL] --tenant T [--start S] [--end E | --day D] [--format jsonl|parquet|table] [-o OUT]
     coldtier verify  [URL] [--tenant T] [--json]
     coldtier probe   [URL]
 
@@ -57,7 +57,7 @@ from ._jsonl import dump_table, load_numbered
 from ._registry import _load, available_backends, open_archive
 from ._types import ArchivedObject, Receipt
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "main", "run"]
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -275,7 +275,19 @@ def _object_json(obj: ArchivedObject) -> dict[str, Any]:
 # The command group
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+_EXAMPLES = """\b
+Examples:
+  coldtier archive s3://bucket/cold events.jsonl --tenant acme
+  coldtier ls s3://bucket/cold --tenant acme --day 2024-03-02
+  coldtier read s3://bucket/cold --tenant acme --day 2024-03-02 --format table
+  coldtier read s3://bucket/cold --tenant acme --start 2024-03 --end 2024-03 -o march.parquet
+  coldtier verify s3://bucket/cold
+"""
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=_EXAMPLES
+)
 @click.version_option(__version__, prog_name="coldtier")
 def cli() -> None:
     """Archive events create-only, read them back, and prove the archive intact.
@@ -287,7 +299,7 @@ def cli() -> None:
     """
 
 
-@cli.command()
+@cli.command(short_help="List URL schemes and whether each works here.")
 @_json_option
 def backends(*, as_json: bool) -> int:
     """List URL schemes, their implementations and whether they can be used here."""
@@ -425,7 +437,7 @@ def _parquet_chunks(src: _Source, tenant: str, win: Window, bar: _Bar) -> Iterat
             yield table
 
 
-@cli.command("archive")
+@cli.command("archive", short_help="Archive a JSON Lines or Parquet file of events.")
 @click.argument("args", nargs=-1, metavar="[URL] FILE")
 @click.option("--tenant", "-t", required=True, help="Tenant the events belong to.")
 @click.option("--start", metavar="TIME", help="Inclusive window start (default: the earliest event).")
@@ -534,7 +546,7 @@ def archive_cmd(
 # ls
 
 
-@cli.command("ls")
+@cli.command("ls", short_help="List archived objects, oldest first.")
 @_url_argument
 @click.option("--tenant", "-t", help="Only this tenant (default: every tenant).")
 @_window_options
@@ -654,7 +666,7 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-@cli.command("read")
+@cli.command("read", short_help="Read a tenant's events in a window.")
 @_url_argument
 @click.option("--tenant", "-t", required=True, help="Tenant to read.")
 @_window_options
@@ -707,7 +719,7 @@ def read_cmd(
 # verify and probe
 
 
-@cli.command("verify")
+@cli.command("verify", short_help="Re-hash every object; exit 1 on any problem.")
 @_url_argument
 @click.option("--tenant", "-t", help="Only this tenant (default: every tenant).")
 @_opt_option
@@ -741,7 +753,7 @@ def verify_cmd(*, url: str | None, tenant: str | None, opts: tuple[str, ...], as
     return EXIT_OK if report.ok else EXIT_PROBLEMS
 
 
-@cli.command("probe")
+@cli.command("probe", short_help="Prove the store refuses to overwrite.")
 @_url_argument
 @_opt_option
 @_json_option
