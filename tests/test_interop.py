@@ -405,3 +405,20 @@ def test_events_stream_in_read_order_across_overlapping_objects(tmp_path: Path) 
     lo, hi = datetime(2024, 3, 1, 12, tzinfo=UTC), datetime(2024, 3, 10, 1, tzinfo=UTC)
     window = archive.read("acme", lo, hi).column("event_id").to_pylist()
     assert [str(e.id) for e in archive.events("acme", lo, hi)] == window
+
+
+def test_a_foreign_file_holding_rows_outside_its_name_is_still_filtered(tmp_path: Path) -> None:
+    """read() filters by the rows' own timestamps, not by the window a name claims."""
+    events = make_events("acme", 72, start=datetime(2024, 3, 1, tzinfo=UTC), step=timedelta(hours=1))
+    named_start, named_end = datetime(2024, 3, 2, tzinfo=UTC), datetime(2024, 3, 2, 23, 59, 59, tzinfo=UTC)
+    path = tmp_path / allsource_key("acme", named_start, named_end)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(allsource_bytes(events))  # three days of rows under a one-day name
+    archive = coldtier.open_archive(str(tmp_path))
+    lo, hi = datetime(2024, 3, 2, tzinfo=UTC), datetime(2024, 3, 3, tzinfo=UTC)  # holds the named window
+    got = archive.read("acme", lo, hi).column("timestamp").to_pylist()
+    assert got == [e.timestamp.replace(tzinfo=None) for e in events if lo <= e.timestamp <= hi]
+    assert len(got) == 25
+    assert [e.timestamp for e in archive.events("acme", lo, hi)] == [
+        e.timestamp for e in events if lo <= e.timestamp <= hi
+    ]

@@ -432,10 +432,9 @@ class FsspecArchive(Archive):
             table = _conform(table)
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise IntegrityError(f"{obj.key} in {self._description} is unreadable: {exc}") from exc
-        # An object whose named window lies inside [lo, hi] needs no row filter.
-        lo = None if lo is None or obj.start >= lo else lo
-        hi = None if hi is None or obj.end + _SECOND <= hi else hi
-        if lo is not None or hi is not None:
+        # Row groups whose statistics lie inside [lo, hi] need no row filter
+        # (the statistics, not the name, so a foreign file is filtered exactly).
+        if (lo is not None or hi is not None) and not _inside(pf, groups, lo, hi):
             ts = table.column("timestamp")
             mask = None
             if lo is not None:
@@ -758,6 +757,26 @@ def _row_groups(pf: pq.ParquetFile, lo: datetime | None, hi: datetime | None) ->
                 continue
         keep.append(i)
     return keep
+
+
+def _inside(pf: pq.ParquetFile, groups: list[int], lo: datetime | None, hi: datetime | None) -> bool:
+    """Whether the timestamp statistics of every row group in ``groups`` lie within ``[lo, hi]``."""
+    md = pf.metadata
+    index = pf.schema_arrow.get_field_index("timestamp")
+    if index < 0:
+        return False
+    for i in groups:
+        stats = md.row_group(i).column(index).statistics
+        if stats is None or not stats.has_min_max:
+            return False
+        mn, mx = stats.min, stats.max
+        if not (isinstance(mn, datetime) and isinstance(mx, datetime)):
+            return False
+        if (lo is not None and mn.replace(tzinfo=UTC) < lo) or (
+            hi is not None and mx.replace(tzinfo=UTC) > hi
+        ):
+            return False
+    return True
 
 
 def _conform(table: pa.Table) -> pa.Table:
