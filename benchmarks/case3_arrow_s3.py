@@ -1,14 +1,17 @@
 """Case 3: 1,000,000 events as an Arrow table → S3 (moto server on loopback).
 
 Baseline: ``pq.write_table`` to bytes (same codec and options) +
-``s3fs.pipe_file``.  moto runs in this process (``ThreadedMotoServer`` on
-127.0.0.1, an ephemeral port), so both sides also pay moto's own CPU time.
+``s3fs.pipe_file``.  moto (``ThreadedMotoServer`` on 127.0.0.1, an ephemeral
+port) runs in a child process started here, so its request handling competes
+for the two cores but not for this process's GIL, as a remote store would not.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pyarrow as pa
@@ -27,8 +30,8 @@ CREDENTIALS = {"key": "AKIABENCHMARK", "secret": "bench-secret"}
 def run(quick: bool = False) -> list[Row]:
     try:
         import boto3
+        import moto.server
         import s3fs
-        from moto.server import ThreadedMotoServer
 
         import coldtier._s3
     except ImportError as exc:
@@ -42,14 +45,18 @@ def run(quick: bool = False) -> list[Row]:
                 note=f"skipped: no S3 backend ({exc})",
             )
         ]
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
+    del moto, coldtier._s3  # only checked for
     table = sample_table(EVENTS)
     reps = 3 if quick else 5
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.case3_arrow_s3", "--serve"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
+        assert server.stdout is not None
+        endpoint = server.stdout.readline().strip()
         client = boto3.client(
             "s3",
             endpoint_url=endpoint,
@@ -90,7 +97,11 @@ def run(quick: bool = False) -> list[Row]:
         times = interleave({"bare": bare, "workers=1": lambda: archive(workers=1), "defaults": archive}, reps)
         client.close()
     finally:
-        server.stop()
+        assert server.stdin is not None
+        server.stdin.close()  # the server's signal to stop
+        server.wait(timeout=30)
+        if server.stdout is not None:
+            server.stdout.close()
     base = median(times["bare"])
     rows = []
     for name, what, limit, label in (
@@ -115,3 +126,20 @@ def run(quick: bool = False) -> list[Row]:
             )
         )
     return rows
+
+
+def serve() -> None:
+    """Run moto until stdin closes; print its endpoint first."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    print(f"http://{host}:{port}", flush=True)
+    sys.stdin.read()
+    server.stop()
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--serve"]:
+    serve()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -138,30 +139,33 @@ def measure(mode: str, total: int) -> dict[str, float]:
 
 def run(quick: bool = False) -> list[Row]:
     small, large = (5_000_000, 20_000_000)
-    got = {(mode, n): measure(mode, n) for n in (small, large) for mode in ("stream", "table")}
+    reps = 1 if quick else 3  # the peak depends a little on how parts overlap in time
+    streamed = {n: [measure("stream", n) for _ in range(reps)] for n in (small, large)}
+    whole = {n: measure("table", n) for n in (small, large)}
+    peak = {n: statistics.median(r["peak_mib"] for r in streamed[n]) for n in (small, large)}
     rows = []
     for n in (small, large):
-        s, t = got[("stream", n)], got[("table", n)]
+        s, t = streamed[n][0], whole[n]
+        runs = ", ".join(f"{r['peak_mib']:.0f}" for r in streamed[n])
         rows.append(
             Row(
                 "4",
-                f"{n // 1_000_000}M events streamed → local: peak RSS (stream {s['seconds']:.0f} s, "
-                f"{s['objects']:.0f} objects; read-all-first {t['seconds']:.0f} s)",
-                s["peak_mib"],
+                f"{n // 1_000_000}M events streamed → local: peak RSS, median of [{runs}] MiB "
+                f"({s['seconds']:.0f} s, {s['objects']:.0f} objects), vs read-all-first ({t['seconds']:.0f} s)",
+                peak[n],
                 t["peak_mib"],
                 unit="MiB",
                 target="< 1024 MiB",
-                passed=s["peak_mib"] < 1024,
+                passed=peak[n] < 1024,
             )
         )
-    a, b = got[("stream", small)]["peak_mib"], got[("stream", large)]["peak_mib"]
-    growth = b / a - 1
+    growth = peak[large] / peak[small] - 1
     rows.append(
         Row(
             "4",
-            f"peak RSS, {large // 1_000_000}M vs {small // 1_000_000}M events streamed",
-            b,
-            a,
+            f"peak RSS, {large // 1_000_000}M vs {small // 1_000_000}M events streamed (medians)",
+            peak[large],
+            peak[small],
             unit="MiB",
             target="within 10 %",
             passed=abs(growth) <= 0.10,
