@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from coldtier import _fsspec
 
-from ._common import Row, interleave, median, sample_table
+from ._common import CPU, Row, interleave, median, sample_table
 from .case1_arrow_local import EVENTS, bare_options
 
 START = datetime(2024, 3, 1, tzinfo=UTC)
@@ -122,6 +122,7 @@ def run(quick: bool = False) -> list[Row]:
                 base,
                 target=label,
                 passed=t / base <= limit,
+                note=f"client CPU {median(CPU[name]):.2f} s vs {median(CPU['bare']):.2f} s",
                 samples={name: times[name], "bare": times["bare"]},
             )
         )
