@@ -141,10 +141,9 @@ def test_random_fault_schedules_settle_to_whole_objects(wire: Wire) -> None:
     tally(AREA, wire.backend, note="random schedules of lost responses, 5xx/429, resets and delays")
 
 
-@pytest.mark.parametrize(
-    "fault",
-    ["500", "502", "503", "504", "429", "drop", "reset"],
-)
+# r2 is the s3 code path with other settings: its random schedules above suffice.
+@pytest.mark.parametrize("wire", ["s3", "gcs"], indirect=True)
+@pytest.mark.parametrize("fault", ["500", "502", "503", "504", "429", "drop", "reset"])
 def test_faults_past_the_retry_budget_fail_clearly_in_bounded_time(wire: Wire, fault: str) -> None:
     events = make_events("acme", 300)
     if fault.isdigit():
@@ -171,6 +170,7 @@ def test_faults_past_the_retry_budget_fail_clearly_in_bounded_time(wire: Wire, f
     _settled(wire, events, receipt.keys)
 
 
+@pytest.mark.parametrize("wire", ["s3", "gcs"], indirect=True)
 def test_slow_responses_below_the_timeout_only_cost_time(wire: Wire) -> None:
     events = make_events("acme", 300)
     wire.rule("delay", delay=1.0, times=2)
@@ -182,6 +182,7 @@ def test_slow_responses_below_the_timeout_only_cost_time(wire: Wire) -> None:
     _settled(wire, events, receipt.keys)
 
 
+@pytest.mark.parametrize("wire", ["s3", "gcs"], indirect=True)
 def test_slow_responses_past_the_timeout_fail_in_bounded_time(wire: Wire) -> None:
     archive_cls = type(wire.open())
     if "timeout" not in getattr(archive_cls, "OPTIONS", {}):
