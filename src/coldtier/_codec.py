@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import array
 import hashlib
+import math
 import re
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from itertools import repeat
 from operator import attrgetter, sub
@@ -127,7 +128,8 @@ def optional_window(start: object, end: object) -> tuple[datetime | None, dateti
 
 def rfc3339(value: datetime) -> str:
     """UTC RFC 3339 with microseconds and a ``Z``: what the footer stores."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    v = value.astimezone(UTC)
+    return f"{v.year:04d}-{v:%m-%dT%H:%M:%S.%f}Z"  # strftime's %Y does not pad years < 1000
 
 
 # ---------------------------------------------------------------------------
@@ -190,6 +192,8 @@ def from_events(tenant_id: str, win: Window, events: Iterable[object]) -> pa.Tab
         # Only values orjson takes one by one but not inside a list (nesting depth) get here.
         payloads = pa.array([orjson.dumps(ev.payload) for ev in evs], pa.binary())
         metas = pa.array([orjson.dumps(ev.metadata) for ev in evs], pa.binary())
+    _refuse_non_finite(evs, "payload", payloads)
+    _refuse_non_finite(evs, "metadata", metas)
     # dumps(None) is b"null": no metadata is stored as a null, as allsource-core does.
     nulls = pc.equal(metas, pa.scalar(b"null", pa.binary()))
     if pc.any(nulls).as_py():
@@ -208,6 +212,36 @@ def from_events(tenant_id: str, win: Window, events: Iterable[object]) -> pa.Tab
     )
     _check_unique_ids(table)
     return table
+
+
+def _refuse_non_finite(events: list[Any], field: str, column: pa.Array) -> None:
+    """Refuse NaN and infinities, which orjson writes as ``null``: the event would change.
+
+    Only values whose JSON holds ``null`` (other than a bare ``null``) are walked.
+    """
+    data = column.buffers()[2]
+    if data is None or b"null" not in data.to_pybytes():
+        return
+    hits = pc.and_(pc.match_substring(column, "null"), pc.not_equal(column, pa.scalar(b"null", pa.binary())))
+    if not pc.any(hits).as_py():
+        return
+    for i in pc.indices_nonzero(hits).to_pylist():
+        if _non_finite(getattr(events[i], field)):
+            raise InvalidRequest(
+                f"event #{i} ({events[i].id}): {field} holds NaN or infinity, which JSON cannot represent"
+            )
+
+
+def _non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(map(_non_finite, value.values()))
+    if isinstance(value, (list, tuple)):
+        return any(map(_non_finite, value))
+    if is_dataclass(value) and not isinstance(value, type):
+        return any(_non_finite(getattr(value, f.name)) for f in fields(value))
+    return False
 
 
 def _name_first_bad(tenant_id: str, win: Window, events: list[Any]) -> None:
@@ -583,13 +617,20 @@ def digest_of(data: bytes | memoryview) -> str:
 
 
 def key_time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime(_KEY_TIME)
+    v = value.astimezone(UTC)
+    return f"{v.year:04d}-{v:%m-%dT%H%M%S}Z"  # strftime's %Y does not pad years < 1000
+
+
+def month(value: datetime) -> str:
+    """``yyyy-mm`` of ``value`` in UTC: the directory of the objects starting then."""
+    v = value.astimezone(UTC)
+    return f"{v.year:04d}-{v.month:02d}"
 
 
 def object_key(tenant_id: str, win: Window, digest: str) -> str:
     """``<tenant>/<yyyy-mm>/archive.<tenant>.<start>-<end>.<digest>.parquet``."""
     return (
-        f"{tenant_id}/{win.start:%Y-%m}/archive.{tenant_id}."
+        f"{tenant_id}/{month(win.start)}/archive.{tenant_id}."
         f"{key_time(win.start)}-{key_time(win.end)}.{digest}.parquet"
     )
 
