@@ -198,3 +198,15 @@ def test_sort_events_agrees_with_a_full_sort(resolution_us: int) -> None:
     assert _codec.sort_events(want) is want  # already in order: returned as is
     shuffled = table.take(pa.array(list(range(4999, -1, -1))))
     assert _codec.sort_events(shuffled).equals(want)
+
+
+def test_a_failing_store_fails_the_batch_without_hanging(tmp_path: Path) -> None:
+    table = make_table(50)
+    start, end = datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 2, tzinfo=UTC)
+    root = tmp_path / "a"
+    (root / "acme").mkdir(parents=True)
+    (root / "acme" / "2024-03").write_text("a file where the month directory belongs")
+    archive = coldtier.open_archive(str(root), object_events=3, workers=3)
+    with pytest.raises(coldtier.ArchiveWriteError):
+        archive.archive("acme", start, end, table)
+    assert not list(root.rglob("*.parquet"))

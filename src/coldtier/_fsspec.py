@@ -15,7 +15,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -219,45 +219,34 @@ class FsspecArchive(Archive):
     def _store_table(
         self, tenant: str, win: Window, table: pa.Table, check: Callable[[], pa.Table | None] | None = None
     ) -> Receipt:
-        """Store a sorted table as parts of ``object_events`` rows, ``workers`` at a time.
+        """Store a sorted table as parts of ``object_events`` rows (see :meth:`_pipeline`).
 
-        Each worker encodes a part, hashes it and writes it, so encoding one part
-        overlaps writing another.  ``check`` is validation still to run: it runs
-        on this thread while the first parts encode, and no part is written
-        before it passes.  It returns ``None``, or a corrected table to store
-        instead (the encoded parts are then dropped and the store starts over).
+        ``check`` is validation still to run: it runs on this thread while the
+        first parts encode, and no part is written before it passes.  It
+        returns ``None``, or a corrected table to store instead (the encoded
+        parts are then dropped and the store starts over).
         """
         if check is not None and self._workers <= 1:
             table = _codec.sort_events(check() or table)
             check = None
-        gate = _Gate(passed=check is None)
         per = self._rows_per_object(table)
         while True:
             parts = list(_codec.chunks(table, per))
-            count = len(parts)
-
-            def store(index: int, part: pa.Table, count: int = count, gate: _Gate = gate) -> _Stored:
-                numbered = count > 1
-                data, sha256 = self._encode_part(
-                    tenant, win, part, index if numbered else None, count if numbered else None
-                )
-                gate.wait()
-                return self._stored_part(tenant, win, part.num_rows, data, sha256)
-
             try:
                 if self._workers <= 1:
-                    results = [store(index, part) for index, part in enumerate(parts)]
+                    results = [
+                        self._stored_part(
+                            tenant, win, part.num_rows, *self._encode_numbered(tenant, win, parts, i)
+                        )
+                        for i, part in enumerate(parts)
+                    ]
                 else:
-                    with ThreadPoolExecutor(min(self._workers, count)) as pool:
-                        futures = [pool.submit(store, index, part) for index, part in enumerate(parts)]
-                        if check is not None:
-                            replacement = gate.decide(check, futures)
-                            check = None
-                            if replacement is not None:
-                                table = _codec.sort_events(replacement)
-                                gate = _Gate(passed=True)
-                                continue
-                        results = _results(futures)
+                    results, replacement = self._pipeline(tenant, win, parts, check)
+                    check = None
+                    if replacement is not None:
+                        table = _codec.sort_events(replacement)
+                        per = self._rows_per_object(table)
+                        continue
             except _TooLarge:
                 if per == 1:
                     raise ArchiveWriteError(
@@ -266,6 +255,67 @@ class FsspecArchive(Archive):
                 per = max(1, per // 2)
                 continue
             return _receipt(results)
+
+    def _encode_numbered(
+        self, tenant: str, win: Window, parts: list[pa.Table], index: int
+    ) -> tuple[bytes, str]:
+        numbered = len(parts) > 1
+        part, parts_count = (index, len(parts)) if numbered else (None, None)
+        return self._encode_part(tenant, win, parts[index], part, parts_count)
+
+    def _pipeline(
+        self, tenant: str, win: Window, parts: list[pa.Table], check: Callable[[], pa.Table | None] | None
+    ) -> tuple[list[_Stored], pa.Table | None]:
+        """Encode and write ``parts`` in two stages of ``workers`` threads each.
+
+        Encoders turn parts into bytes and digests; writers store them in part
+        order as they come.  Separate stages keep the two overlapped: while a
+        store is busy with part k, the cores encode the next parts (workers
+        that each encoded then wrote their own part would all encode, then all
+        wait on the store, in step).  Encoders run at most ``2 * workers``
+        parts ahead of the writers, which bounds memory when the store is slow.
+        """
+        count = len(parts)
+        workers = min(self._workers, count)
+        ahead = threading.Semaphore(2 * workers)
+        stop = threading.Event()
+
+        def encode(index: int) -> tuple[bytes, str]:
+            ahead.acquire()
+            if stop.is_set():
+                raise _Abandoned
+            try:
+                return self._encode_numbered(tenant, win, parts, index)
+            except BaseException:
+                ahead.release()
+                raise
+
+        def write(index: int, data: bytes, sha256: str) -> _Stored:
+            try:
+                return self._stored_part(tenant, win, parts[index].num_rows, data, sha256)
+            finally:
+                ahead.release()
+
+        with ThreadPoolExecutor(workers) as encoders, ThreadPoolExecutor(workers) as writers:
+            encoded = [encoders.submit(encode, index) for index in range(count)]
+            written: list[Future[_Stored]] = []
+            try:
+                replacement = check() if check is not None else None
+                if replacement is None:
+                    for index, future in enumerate(encoded):
+                        written.append(writers.submit(write, index, *future.result()))
+            finally:
+                if len(written) < count:  # stopped early: release the encoders, keep no part
+                    stop.set()
+                    for future in encoded:
+                        future.cancel()
+                    for _ in range(count):
+                        ahead.release()
+                    _settle(encoded)
+                    _settle(written)
+            if replacement is not None:
+                return [], replacement
+            return _results(written), None
 
     def _archive_stream(self, tenant: str, win: Window, reader: pa.RecordBatchReader) -> Receipt:
         """Archive a stream part by part; memory is bounded by ``workers`` parts.
@@ -634,44 +684,13 @@ class _Stored:
     created: bool
 
 
-class _Gate:
-    """Holds the writes of a batch back until its last validation has passed."""
-
-    def __init__(self, *, passed: bool) -> None:
-        self._decided = threading.Event()
-        self._open = passed
-        if passed:
-            self._decided.set()
-
-    def wait(self) -> None:
-        """Block until decided; raise :class:`_Abandoned` if nothing may be written."""
-        self._decided.wait()
-        if not self._open:
-            raise _Abandoned
-
-    def decide(self, check: Callable[[], pa.Table | None], futures: list[Future[_Stored]]) -> pa.Table | None:
-        """Run ``check``; open the gate if it passes, else abandon ``futures`` (none wrote)."""
-        try:
-            replacement = check()
-        except BaseException:
-            self._decided.set()
-            _settle(futures)
-            raise
-        self._open = replacement is None
-        self._decided.set()
-        if replacement is not None:
-            _settle(futures)
-        return replacement
-
-
 class _Abandoned(Exception):
-    """A part was encoded for a batch that then failed validation; it is not written."""
+    """A part not encoded because its batch failed (validation or another part)."""
 
 
 def _settle(futures: Iterable[Future[Any]]) -> None:
     """Wait for ``futures``, ignoring how they end (the caller has its own outcome)."""
-    for future in futures:
-        future.exception()
+    wait(list(futures))
 
 
 class _TooLarge(Exception):
