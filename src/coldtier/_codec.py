@@ -331,7 +331,8 @@ def from_arrow(tenant_id: str, win: Window, data: pa.Table | pa.RecordBatch) -> 
 
     Accepts ``timestamp[us]`` without a zone (read as UTC) or any tz-aware
     timestamp unit; ``metadata`` and ``version`` may be absent (null and 1);
-    an optional ``tenant_id`` column must match.  Payloads are stored as given.
+    an optional ``tenant_id`` column must match.  Payloads and metadata are
+    stored as given, once they parse as JSON.
     """
     table = conform_arrow(tenant_id, win, data)
     checked = check_ids(table)
@@ -407,12 +408,13 @@ def conform_arrow(tenant_id: str, win: Window, data: pa.Table | pa.RecordBatch) 
 
 
 def check_ids(table: pa.Table) -> pa.Table | None:
-    """The last checks of :func:`from_arrow`: event ids are UUID text, each once.
+    """The last checks of :func:`from_arrow`: JSON text parses, event ids are UUID text, each once.
 
     Returns ``None`` when ``table`` stands as it is, or a corrected table (ids
     given in upper case are stored lower-cased).  The write engine runs this
     while the parts encode; nothing is written before it returns.
     """
+    _check_json(table)
     ids = table.column("event_id")
     if _all_canonical_uuids(ids):
         _check_unique_ids(table)
@@ -429,6 +431,35 @@ def check_ids(table: pa.Table) -> pa.Table | None:
     table = table.set_column(0, SCHEMA.field(0), ids)
     _check_unique_ids(table)
     return table
+
+
+def _check_json(table: pa.Table) -> None:
+    """Payload and metadata text must parse as JSON (no NaN): every reader parses it.
+
+    Stored as given, but a value that does not parse would make ``events()``,
+    ``read --format jsonl`` and allsource-core fail on the archive later.
+    ~0.4 µs per value, in slices so that memory stays flat.
+    """
+    loads = orjson.loads
+    for name in ("payload", "metadata"):
+        column = table.column(name)
+        for offset in range(0, table.num_rows, 65_536):
+            values = column.slice(offset, 65_536).to_pylist()
+            try:
+                for text in values:
+                    if text is not None:
+                        loads(text)
+            except orjson.JSONDecodeError as exc:
+                i = offset + next(i for i, t in enumerate(values) if t is not None and not _parses(t))
+                raise InvalidRequest(f"{_describe_row(table, i)}: {name} is not JSON: {exc}") from None
+
+
+def _parses(text: str) -> bool:
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 def _all_canonical_uuids(ids: pa.ChunkedArray) -> bool:
