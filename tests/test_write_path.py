@@ -210,3 +210,66 @@ def test_a_failing_store_fails_the_batch_without_hanging(tmp_path: Path) -> None
     with pytest.raises(coldtier.ArchiveWriteError):
         archive.archive("acme", start, end, table)
     assert not list(root.rglob("*.parquet"))
+
+
+JSON_TEXTS = [
+    '{"a":1}',
+    "[]",
+    '"x"',
+    "0",
+    "-0",
+    "1e308",
+    "1E-400",
+    '"e123 1e999 inside a string"',
+    " 1 ",
+    "null",
+    "1" * 99,
+    "[" * 200 + "]" * 200,
+    '{"a":[1,2,{"b":null}],"c":"\\u00e9\\ud83d\\ude00"}',
+    "1e309",
+    "1E+400",
+    "-2e308",
+    "1" * 400,
+    "1" + "0" * 210 + "e99",
+    "NaN",
+    "Infinity",
+    "[1,2",
+    "1 2",
+    "1,2",
+    "",
+    "{'a':1}",
+    '{"a":1,}',
+    '"\\ud800"',
+    '"tab\tinside"',
+    "[" * 1100 + "]" * 1100,
+    "01",
+    "1.",
+]
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["msgspec-if-installed", "orjson-only"])
+@pytest.mark.parametrize("column", ["payload", "metadata"])
+def test_json_check_accepts_exactly_what_orjson_parses(
+    fast: bool, column: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not fast:
+        monkeypatch.setitem(sys.modules, "msgspec", None)
+    win = _codec.window(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 2, tzinfo=UTC))
+    base = make_table(70_000)  # over one 65,536-value slice
+    for text in JSON_TEXTS:
+        try:
+            orjson.loads(text)
+            valid = True
+        except orjson.JSONDecodeError:
+            valid = False
+        for row in (3, 69_000):
+            values = base.column(column).to_pylist()
+            values[row] = text
+            table = base.set_column(
+                base.schema.get_field_index(column), column, pa.array(values, pa.string())
+            )
+            if valid:
+                assert _codec.from_arrow("acme", win, table).num_rows == 70_000, text[:30]
+            else:
+                with pytest.raises(coldtier.InvalidRequest, match=f"#{row} .*{column} is not JSON"):
+                    _codec.from_arrow("acme", win, table)

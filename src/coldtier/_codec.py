@@ -12,9 +12,10 @@ import hashlib
 import math
 import re
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
 from itertools import repeat
 from operator import attrgetter, sub
 from typing import Any
@@ -335,8 +336,25 @@ def from_arrow(tenant_id: str, win: Window, data: pa.Table | pa.RecordBatch) -> 
     stored as given, once they parse as JSON.
     """
     table = conform_arrow(tenant_id, win, data)
-    checked = check_ids(table)
-    return table if checked is None else checked
+    corrected = None
+    for check in arrow_checks(table):
+        corrected = check() or corrected
+    return table if corrected is None else corrected
+
+
+def arrow_checks(table: pa.Table) -> list[Callable[[], pa.Table | None]]:
+    """The checks of :func:`from_arrow` that :func:`conform_arrow` leaves, as independent calls.
+
+    Each raises :class:`InvalidRequest` or returns ``None``, or (the id check)
+    a corrected table.  They share nothing, so the write engine runs them side
+    by side while the parts encode; a failure is reported as if they had run
+    in list order (JSON of payloads, JSON of metadata, ids).
+    """
+    return [
+        partial(_check_json, table, "payload"),
+        partial(_check_json, table, "metadata"),
+        partial(check_ids, table),
+    ]
 
 
 def conform_arrow(tenant_id: str, win: Window, data: pa.Table | pa.RecordBatch) -> pa.Table:
@@ -408,13 +426,11 @@ def conform_arrow(tenant_id: str, win: Window, data: pa.Table | pa.RecordBatch) 
 
 
 def check_ids(table: pa.Table) -> pa.Table | None:
-    """The last checks of :func:`from_arrow`: JSON text parses, event ids are UUID text, each once.
+    """Event ids are UUID text, each once.
 
     Returns ``None`` when ``table`` stands as it is, or a corrected table (ids
-    given in upper case are stored lower-cased).  The write engine runs this
-    while the parts encode; nothing is written before it returns.
+    given in upper case are stored lower-cased).
     """
-    _check_json(table)
     ids = table.column("event_id")
     if _all_canonical_uuids(ids):
         _check_unique_ids(table)
@@ -433,25 +449,72 @@ def check_ids(table: pa.Table) -> pa.Table | None:
     return table
 
 
-def _check_json(table: pa.Table) -> None:
-    """Payload and metadata text must parse as JSON (no NaN): every reader parses it.
+def _check_json(table: pa.Table, name: str) -> None:
+    """The text of column ``name`` (payload or metadata) must parse as JSON (no NaN).
 
     Stored as given, but a value that does not parse would make ``events()``,
     ``read --format jsonl`` and allsource-core fail on the archive later.
-    ~0.4 µs per value, in slices so that memory stays flat.
+    Checked in slices so that memory stays flat; see :func:`_json_slice_ok`
+    for the fast route and ``orjson`` (~0.4 µs per value) for the exact one.
+    A column whose values repeat (metadata often does) is checked once per
+    distinct value: ``unique`` keeps first appearances in order, so the
+    first bad distinct value is the first bad row.
     """
+    column = table.column(name)
+    values: pa.Array | pa.ChunkedArray = column
+    if len(pc.unique(column.slice(0, 65_536))) * 8 <= min(65_536, len(column)):
+        values = pc.unique(column)
     loads = orjson.loads
-    for name in ("payload", "metadata"):
-        column = table.column(name)
-        for offset in range(0, table.num_rows, 65_536):
-            values = column.slice(offset, 65_536).to_pylist()
-            try:
-                for text in values:
-                    if text is not None:
-                        loads(text)
-            except orjson.JSONDecodeError as exc:
-                i = offset + next(i for i, t in enumerate(values) if t is not None and not _parses(t))
-                raise InvalidRequest(f"{_describe_row(table, i)}: {name} is not JSON: {exc}") from None
+    for offset in range(0, len(values), 65_536):
+        piece = values.slice(offset, 65_536)
+        if _json_slice_ok(piece):
+            continue
+        texts = piece.to_pylist()
+        try:
+            for text in texts:
+                if text is not None:
+                    loads(text)
+        except orjson.JSONDecodeError as exc:
+            bad = next(t for t in texts if t is not None and not _parses(t))
+            i = offset + texts.index(bad) if values is column else pc.index(column, bad).as_py()
+            raise InvalidRequest(f"{_describe_row(table, i)}: {name} is not JSON: {exc}") from None
+
+
+def _json_slice_ok(piece: pa.ChunkedArray) -> bool:
+    """True when every value of ``piece`` surely parses with orjson; False means "look closer".
+
+    With msgspec installed (optional), the values joined into one JSON array
+    are validated without building Python objects (a quarter of orjson's
+    time), and the count of elements proves each value is one JSON value.
+    msgspec nests less deep than orjson, so it is the stricter there; numbers
+    beyond the float range it does not check, and orjson refuses them.  Such
+    a number needs an exponent of three digits or a hundred digits in a row:
+    text that could hold one is left to orjson.
+    """
+    try:
+        import msgspec  # noqa: PLC0415 - optional: orjson value by value is the fallback
+    except ImportError:
+        return False
+    values = pc.drop_null(piece)
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if len(values) == 0:
+        return True
+    joined = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(values)], pa.int32()), values), ",")
+    text = pc.binary_join_element_wise("[", joined, "]", "")
+    try:
+        decoded = msgspec.json.decode(memoryview(text.buffers()[2]), type=list[msgspec.Raw])
+    except (msgspec.DecodeError, RecursionError):  # msgspec nests less deep than orjson
+        return False
+    if len(decoded) != len(values):
+        return False
+    # One pattern per exponent letter: a literal first byte lets RE2 skip ahead with memchr.
+    if any(pc.any(pc.match_substring_regex(text, f"{e}[+-]?[0-9]{{3}}")).as_py() for e in "eE"):
+        return False
+    long = pc.greater_equal(pc.binary_length(values), 100)
+    return not (
+        pc.any(long).as_py() and pc.any(pc.match_substring_regex(values.filter(long), "[0-9]{100}")).as_py()
+    )
 
 
 def _parses(text: str) -> bool:
@@ -618,6 +681,7 @@ def writer_options(compression: str = "zstd", compression_level: int | None = No
         "column_encoding": _ENCODINGS,
         "write_statistics": _STATISTICS,
         "store_schema": False,
+        "write_batch_size": 65_536,  # fewer, larger batches inside the writer: ~4 % less CPU
     }
 
 

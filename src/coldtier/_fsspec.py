@@ -14,11 +14,10 @@ import os
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any, ClassVar, TypeVar
 
 import orjson
@@ -42,6 +41,8 @@ from ._types import ArchivedObject, Event, Problem, Receipt, VerifyReport
 __all__ = ["FsspecArchive", "PROBE_PREFIX", "Progress"]
 
 T = TypeVar("T")
+#: Validation left to run while a batch encodes: raises, or returns None or a corrected table.
+Check = Callable[[], "pa.Table | None"]
 #: ``progress(done_bytes, total_bytes)``: how far a read or verify has come.
 Progress = Callable[[int, int], None]
 
@@ -159,12 +160,12 @@ class FsspecArchive(Archive):
         win = _codec.window(start, end)
         if isinstance(events, pa.RecordBatchReader):
             return self._archive_stream(tenant, win, events)
-        check: Callable[[], pa.Table | None] | None = None
+        checks: list[Check] = []
         if isinstance(events, (pa.Table, pa.RecordBatch)):
-            # The id checks (a regex and a uniqueness test over every id) run
-            # while the parts encode; _store_table writes nothing before they pass.
+            # The costly checks (JSON text, UUID text, unique ids) run while the
+            # parts encode; _store_table writes nothing before they pass.
             table = _codec.conform_arrow(tenant, win, events)
-            check = partial(_codec.check_ids, table)
+            checks = _codec.arrow_checks(table)
         elif isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Iterable):
             raise InvalidRequest(
                 "events must be an iterable of coldtier.Event, a pyarrow.Table or a "
@@ -176,7 +177,7 @@ class FsspecArchive(Archive):
             return Receipt(keys=(), events=0, bytes=0, created=False)
         table = _codec.sort_events(table)
         self._refuse_oversized_events(tenant, win, table)
-        return self._store_table(tenant, win, table, check)
+        return self._store_table(tenant, win, table, checks)
 
     def _refuse_oversized_events(self, tenant: str, win: Window, table: pa.Table) -> None:
         """An event that cannot fit in one object is bad input: refuse it before any write.
@@ -217,18 +218,19 @@ class FsspecArchive(Archive):
         return max(1, min(self._object_events, by_bytes))
 
     def _store_table(
-        self, tenant: str, win: Window, table: pa.Table, check: Callable[[], pa.Table | None] | None = None
+        self, tenant: str, win: Window, table: pa.Table, checks: Sequence[Check] = ()
     ) -> Receipt:
         """Store a sorted table as parts of ``object_events`` rows (see :meth:`_pipeline`).
 
-        ``check`` is validation still to run: it runs on this thread while the
-        first parts encode, and no part is written before it passes.  It
-        returns ``None``, or a corrected table to store instead (the encoded
-        parts are then dropped and the store starts over).
+        ``checks`` are validation still to run (see :func:`_codec.arrow_checks`):
+        they run side by side while the first parts encode, and no part is
+        written before all pass.  A check may return a corrected table to
+        store instead (the encoded parts are then dropped and the store starts
+        over).
         """
-        if check is not None and self._workers <= 1:
-            table = _codec.sort_events(check() or table)
-            check = None
+        if checks and self._workers <= 1:
+            table = _codec.sort_events(_run_checks(checks, None) or table)
+            checks = ()
         per = self._rows_per_object(table)
         while True:
             parts = list(_codec.chunks(table, per))
@@ -241,8 +243,8 @@ class FsspecArchive(Archive):
                         for i, part in enumerate(parts)
                     ]
                 else:
-                    results, replacement = self._pipeline(tenant, win, parts, check)
-                    check = None
+                    results, replacement = self._pipeline(tenant, win, parts, checks)
+                    checks = ()
                     if replacement is not None:
                         table = _codec.sort_events(replacement)
                         per = self._rows_per_object(table)
@@ -264,7 +266,7 @@ class FsspecArchive(Archive):
         return self._encode_part(tenant, win, parts[index], part, parts_count)
 
     def _pipeline(
-        self, tenant: str, win: Window, parts: list[pa.Table], check: Callable[[], pa.Table | None] | None
+        self, tenant: str, win: Window, parts: list[pa.Table], checks: Sequence[Check]
     ) -> tuple[list[_Stored], pa.Table | None]:
         """Encode and write ``parts`` in two stages of ``workers`` threads each.
 
@@ -296,11 +298,15 @@ class FsspecArchive(Archive):
             finally:
                 ahead.release()
 
-        with ThreadPoolExecutor(workers) as encoders, ThreadPoolExecutor(workers) as writers:
+        with (
+            ThreadPoolExecutor(workers) as encoders,
+            ThreadPoolExecutor(workers) as writers,
+            ThreadPoolExecutor(max(1, len(checks))) as checkers,
+        ):
             encoded = [encoders.submit(encode, index) for index in range(count)]
             written: list[Future[_Stored]] = []
             try:
-                replacement = check() if check is not None else None
+                replacement = _run_checks(checks, checkers)
                 if replacement is None:
                     for index, future in enumerate(encoded):
                         written.append(writers.submit(write, index, *future.result()))
@@ -682,6 +688,21 @@ class _Stored:
     events: int
     size: int
     created: bool
+
+
+def _run_checks(checks: Sequence[Check], pool: ThreadPoolExecutor | None) -> pa.Table | None:
+    """Run ``checks`` (side by side on ``pool`` if given); raise or correct as if run in order."""
+    if pool is None or len(checks) < 2:
+        corrected = None
+        for check in checks:
+            corrected = check() or corrected
+        return corrected
+    futures = [pool.submit(check) for check in checks]
+    wait(futures)
+    corrected = None
+    for future in futures:
+        corrected = future.result() or corrected  # the first failure in list order raises
+    return corrected
 
 
 class _Abandoned(Exception):
