@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 import re
 import threading
@@ -335,13 +336,24 @@ class FsspecArchive(Archive):
         """
         results: list[_Stored] = []
         pending: list[Future[_Stored]] = []
-        parts = _lookahead(_rechunk(reader, self._object_events))
+        chunks = _rechunk(reader, self._object_events)
+        # Only the first part needs to know whether another follows (a lone
+        # part is unnumbered); looking further ahead would hold a part more.
+        head = list(itertools.islice(chunks, 2))
+        single = len(head) < 2
+
+        def parts() -> Iterator[pa.Table]:
+            while head:
+                yield head.pop(0)  # popped, so the list holds it no longer
+            yield from chunks
+
         with ThreadPoolExecutor(max(1, self._workers)) as pool:
             try:
-                for index, part, last in parts:
+                for index, part in enumerate(parts()):
                     table = _codec.sort_events(_codec.from_arrow(tenant, win, part))
+                    del part
                     self._refuse_oversized_events(tenant, win, table)
-                    numbered = None if index == 0 and last else index
+                    numbered = None if single else index
                     if len(pending) >= max(1, self._workers):
                         results.append(pending.pop(0).result())
                     pending.append(pool.submit(self._store_stream_part, tenant, win, table, numbered))
@@ -761,18 +773,6 @@ def _rechunk(reader: pa.RecordBatchReader, size: int) -> Iterator[pa.Table]:
                 buffered, rows = [], 0
     if rows:
         yield pa.Table.from_batches(buffered)
-
-
-def _lookahead(items: Iterator[T]) -> Iterator[tuple[int, T, bool]]:
-    """``(index, item, is_last)`` for each item, looking one item ahead."""
-    previous: T | None = None
-    index = -1
-    for item in items:
-        if index >= 0:
-            yield index, previous, False  # type: ignore[misc]
-        previous, index = item, index + 1
-    if index >= 0:
-        yield index, previous, True  # type: ignore[misc]
 
 
 def _row_groups(pf: pq.ParquetFile, lo: datetime | None, hi: datetime | None) -> list[int]:
