@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import importlib
 import os
 import platform
 import shutil
@@ -126,6 +127,13 @@ def machine() -> dict[str, str]:
         ).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         disk = "unknown"
+    accelerators = []
+    for name in ("numpy", "msgspec"):  # optional fast paths of the write-side checks
+        try:
+            module = importlib.import_module(name)
+            accelerators.append(f"{name} {getattr(module, '__version__', '?')}")
+        except ImportError:
+            accelerators.append(f"no {name}")
     return {
         "cpus": str(os.cpu_count()),
         "cpu": cpu,
@@ -136,4 +144,5 @@ def machine() -> dict[str, str]:
         "os": platform.platform(),
         "disk": disk,
         "load": load,
+        "accelerators": ", ".join(accelerators),
     }
