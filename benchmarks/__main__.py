@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -60,7 +61,8 @@ def main() -> int:
     for case in args.cases or list(CASES):
         module = importlib.import_module(f"benchmarks.{CASES[case]}")
         started = time.perf_counter()
-        print(f"\ncase {case}: {(module.__doc__ or '').splitlines()[0]}", flush=True)
+        load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"\ncase {case}: {(module.__doc__ or '').splitlines()[0]}  [load {load}]", flush=True)
         got = module.run(quick=args.quick)
         for r in got:
             ratio = "" if r.ratio is None else f"  ratio {r.ratio:.2f}"
