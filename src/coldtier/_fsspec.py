@@ -256,6 +256,7 @@ class FsspecArchive(Archive):
                         f"a single event encodes to more than max_object_bytes={self._max_object_bytes}"
                     ) from None
                 per = max(1, per // 2)
+                checks = ()  # parts are only awaited once the checks have passed
                 continue
             return _receipt(results)
 
