@@ -39,10 +39,13 @@ from tests._reliability import check_store, tally, timed
 from tests.faultproxy import FaultProxy, Rule
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Kill trials per backend (the issue asks for at least 20 on local and S3; GCS,
+#: an extra, gets half to keep the suite within a few minutes).
 TRIALS = int(os.environ.get("COLDTIER_CRASH_TRIALS", "20"))
 ROWS = 60_000
-OBJECT_EVENTS = 6_000  # 10 objects of ~200 KiB
+OBJECT_EVENTS = 4_000  # 15 objects of ~130 KiB
 RACERS = 8
+WRITES = {"s3": "PUT", "gcs": "POST"}  # the method of an object write on the wire
 
 
 @dataclass
@@ -115,7 +118,27 @@ def s3_locations(moto_url: str, s3_client: Any, fresh_bucket: str) -> Iterator[L
         yield make
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture
+def gcs_locations(fake_gcs: Any, gcs_bucket: str) -> Iterator[Location]:
+    from tests._fakegcs import HTTPBackdoor
+
+    with FaultProxy(fake_gcs.url) as proxy:
+
+        def make() -> Target:
+            prefix = f"p-{uuid.uuid4().hex[:8]}"
+            return Target(
+                "gcs",
+                f"gs://{gcs_bucket}/{prefix}?endpoint_url={proxy.url}",
+                {},
+                HTTPBackdoor(fake_gcs, gcs_bucket, prefix),
+                proxy=proxy,
+                direct_url=f"gs://{gcs_bucket}/{prefix}?endpoint_url={fake_gcs.url}",
+            )
+
+        yield make
+
+
+@pytest.fixture(params=["local", "s3", "gcs"])
 def locations(request: pytest.FixtureRequest) -> Location:
     fixture: Location = request.getfixturevalue(f"{request.param}_locations")
     return fixture
@@ -165,13 +188,14 @@ def test_killed_writers_leave_only_whole_objects_and_a_retry_completes(
     rng = random.Random(20_241_129)
     expected = _ids(batches["crash"])
     backend = locations().backend
-    options = {"object_events": OBJECT_EVENTS, "workers": 1 + (backend == "s3")}
+    options = {"object_events": OBJECT_EVENTS, "workers": 1 + (backend != "local")}
+    trials = TRIALS // 2 if backend == "gcs" else TRIALS
     rate = 1_500_000  # bytes/s per upload through the proxy: ~0.15 s per object
 
     # Calibrate: how long does an uninterrupted write take after "ready"?
     probe = locations()
     if probe.proxy is not None:
-        probe.proxy.add(Rule(action="throttle", method="PUT", rate=rate, times=None))
+        probe.proxy.add(Rule(action="throttle", method=WRITES[backend], rate=rate, times=None))
     proc = _writer(probe, probe.url, batches["crash"], "acme", **options)
     _wait_ready(proc)
     duration = float(_finish(proc)["seconds"])
@@ -179,7 +203,7 @@ def test_killed_writers_leave_only_whole_objects_and_a_retry_completes(
     landed = {"before the first object": 0, "mid-write": 0, "after the last object": 0}
     cut = 0
     with timed("crash: SIGKILL mid-archive, then retry", backend):
-        for trial in range(TRIALS):
+        for trial in range(trials):
             target = locations()
             kills = 1 + (rng.random() < 0.25)  # sometimes the first retry is killed too
             for _ in range(kills):
@@ -189,7 +213,9 @@ def test_killed_writers_leave_only_whole_objects_and_a_retry_completes(
                 in_flight = 0
                 if target.proxy is not None:
                     in_flight = sum(
-                        1 for r in target.proxy.requests("PUT") if r.status is None and r.action == "throttle"
+                        1
+                        for r in target.proxy.requests(WRITES[backend])
+                        if r.status is None and r.action == "throttle"
                     )
                 _kill(proc)
                 cut += in_flight
@@ -236,13 +262,13 @@ def test_killed_writers_leave_only_whole_objects_and_a_retry_completes(
     tally(
         "crash: SIGKILL mid-archive, then retry",
         backend,
-        note=f"{TRIALS} trials x {ROWS} events in {ROWS // OBJECT_EVENTS} objects; "
+        note=f"{trials} trials x {ROWS} events in {ROWS // OBJECT_EVENTS} objects; "
         f"kills uniform over a {duration:.2f} s write landed "
         + ", ".join(f"{n} {where}" for where, n in landed.items())
-        + (f"; {cut} uploads cut mid-body" if backend == "s3" else ""),
+        + (f"; {cut} uploads cut mid-body" if backend != "local" else ""),
     )
     # The kills must actually have landed inside the write, not only before or after it.
-    assert landed["mid-write"] >= TRIALS // 4, landed
+    assert landed["mid-write"] >= max(3, trials // 5), landed
 
 
 # -- races -------------------------------------------------------------------

@@ -192,7 +192,10 @@ def test_random_schedules_match_the_oracle(locations: Callable[[], Location], sc
             # A split stream's parts carry no part count (unknown until its end),
             # so only a split batch retried as a stream (or the reverse) gives other bytes.
             if len(events) <= per or (form == "stream") == (first_form == "stream"):
-                assert receipt.keys == expected and not receipt.created
+                assert receipt.keys == expected and not receipt.created, (
+                    f"retry of {len(events)} events (split at {per}) first as {first_form}, now as {form}: "
+                    f"{receipt} vs {expected}"
+                )
             else:
                 assert receipt.events == len(events)
                 keys |= set(receipt.keys)
