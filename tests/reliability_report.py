@@ -27,7 +27,6 @@ COLUMNS = [
     ("errors_raised", "Clear errors raised"),
     ("events_lost", "Events lost"),
     ("partial_objects", "Partial objects seen"),
-    ("seconds", "Seconds"),
 ]
 
 

@@ -142,7 +142,14 @@ def test_edge_tenants_are_accepted_and_isolated(target: Target) -> None:
     for i, tenant in enumerate(tenants):
         got = archive.read(tenant).column("event_id").to_pylist()
         assert sorted(got) == sorted(str(e.id) for e in make_events(tenant, 5, seed=i)), tenant
-    tally(AREA, target.backend, inputs=len(tenants), events_checked=5 * len(tenants))
+    tally(
+        AREA,
+        target.backend,
+        inputs=len(tenants),
+        events_checked=5 * len(tenants),
+        note="inputs: calls with a hostile value (each must be InvalidRequest, nothing written) "
+        "plus legal edge cases that must round-trip",
+    )
     assert archive.verify().ok
 
 
@@ -422,7 +429,7 @@ FAKE_SECRET = "FAKE-SECRET-c0ldt1er-8f3a"
 def test_bad_urls_and_options_are_refused_without_echoing_secrets(url: str, options: dict[str, Any]) -> None:
     with pytest.raises(InvalidRequest) as info:
         coldtier.open_archive(url, **options)
-    tally(AREA, "urls", inputs=1, errors_raised=1)
+    tally(AREA, "urls", inputs=1, errors_raised=1, note="URLs and options with credentials or unknown names")
     texts = [str(info.value), repr(info.value), *(str(a) for a in info.value.args)]
     cause = info.value.__cause__ or info.value.__context__
     while cause is not None:
