@@ -187,7 +187,10 @@ def test_random_schedules_match_the_oracle(locations: Callable[[], Location], sc
             _, index, form, rng = step
             events, start, end, per, first_form, expected = calls[index % len(calls)]
             shuffled = list(events)
-            rng.shuffle(shuffled)
+            if form != "stream" or len(events) <= per:
+                # A stream is cut into parts in its own row order (it cannot be
+                # sorted as a whole), so a split stream is replayed in order.
+                rng.shuffle(shuffled)
             receipt = loc.make(object_events=per).archive("acme", start, end, _as_input(shuffled, form))
             # A split stream's parts carry no part count (unknown until its end),
             # so only a split batch retried as a stream (or the reverse) gives other bytes.
