@@ -34,14 +34,14 @@ def fmt(value: float | None, unit: str) -> str:
 
 def table(rows: list[Row]) -> str:
     lines = [
-        "| case | what | coldtier | baseline | ratio | target | met |",
-        "|---|---|---|---|---|---|---|",
+        "| case | what | coldtier | baseline | ratio | target | met | load |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ratio = "-" if r.ratio is None else f"{r.ratio:.2f}"
         met = {True: "yes", False: "**no**", None: ""}[r.passed]
         what = r.what + (f" — {r.note}" if r.note else "")
-        cells = [r.case, what, fmt(r.coldtier, r.unit), fmt(r.baseline, r.unit), ratio, r.target, met]
+        cells = [r.case, what, fmt(r.coldtier, r.unit), fmt(r.baseline, r.unit), ratio, r.target, met, r.load]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -64,6 +64,8 @@ def main() -> int:
         load = " ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"\ncase {case}: {(module.__doc__ or '').splitlines()[0]}  [load {load}]", flush=True)
         got = module.run(quick=args.quick)
+        for r in got:
+            r.load = load.split()[0]
         for r in got:
             ratio = "" if r.ratio is None else f"  ratio {r.ratio:.2f}"
             target = f"  ({r.target}: {'met' if r.passed else 'NOT met'})" if r.target else ""

@@ -38,6 +38,7 @@ class Row:
     target: str = ""
     passed: bool | None = None
     note: str = ""
+    load: str = ""  # 1-minute load average as the case started
     samples: dict[str, list[float]] = field(default_factory=dict)
 
     @property
