@@ -20,6 +20,7 @@ uid and gid) once everything is loaded, so file modes apply to the writer.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import resource
@@ -35,6 +36,7 @@ from coldtier.testing._data import make_table
 
 
 def main(argv: list[str]) -> int:
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # a hung writer can be asked where
     url, table_path, tenant = argv[:3]
     go = argv[argv.index("--go") + 1] if "--go" in argv else None
     options = json.loads(os.environ.get("COLDTIER_WRITER_OPTIONS", "{}"))

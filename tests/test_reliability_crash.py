@@ -165,7 +165,14 @@ def _wait_ready(proc: subprocess.Popen[str]) -> None:
 
 
 def _finish(proc: subprocess.Popen[str], timeout: float = 120) -> dict[str, Any]:
-    out, err = proc.communicate(timeout=timeout)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)  # the writer dumps every thread's stack
+        time.sleep(1)
+        proc.kill()
+        out, err = proc.communicate(timeout=30)
+        raise AssertionError(f"writer hung for {timeout} s: {out[-2000:]} {err[-3000:]}") from None
     assert proc.returncode == 0, err[-3000:]
     done = [line for line in out.splitlines() if line.startswith("done ")]
     assert done, out
