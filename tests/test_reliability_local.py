@@ -294,9 +294,7 @@ def test_existing_object_that_cannot_be_read_is_not_confirmed(
         assert code == 0, result
         (key,) = result["keys"]
         before = (root / key).read_bytes()
-        (root / key).chmod(0o600)
-        if os.geteuid() == 0:
-            os.chown(root / key, 0, 0)
+        (root / key).chmod(0o000)  # unreadable to any writer that is not root
         for directory in (root, *root.rglob("*")):
             if directory.is_dir():
                 directory.chmod(0o777)  # the writer may create temp files, but not read the object
@@ -304,5 +302,6 @@ def test_existing_object_that_cannot_be_read_is_not_confirmed(
         assert code == 3, result
         message = _assert_clear(result, "Permission denied")
         assert "could not be confirmed" in message
-        assert (root / key).read_bytes() == before
+        (root / key).chmod(0o644)
+        assert (root / key).read_bytes() == before  # untouched
         _after_fault(root, table, "EACCES")
