@@ -243,7 +243,8 @@ def test_killed_writers_leave_only_whole_objects_and_a_retry_completes(
                 _kill(proc)
                 cut += in_flight
                 after = check_store(target.backdoor)
-                partial_after_kill = len(after.partial)
+                killed_report = target.open().verify()
+                partial_after_kill = len(after.partial) + len(killed_report.problems)
                 if in_flight or after.temp or 0 < len(after.final) < ROWS // OBJECT_EVENTS:
                     landed["mid-write"] += 1
                 elif after.final:
@@ -257,6 +258,7 @@ def test_killed_writers_leave_only_whole_objects_and_a_retry_completes(
                     partial_objects=partial_after_kill,
                 )
                 assert after.partial == [], f"trial {trial}: partial objects after SIGKILL: {after.partial}"
+                assert killed_report.ok and killed_report.objects == len(after.final), killed_report
                 other = [k for k in after.other if k not in after.temp]
                 assert other == [], f"trial {trial}: unexpected keys {other}"
             # A fresh process (direct, no throttle) completes the batch.
