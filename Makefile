@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: demo test test-crash lint bench clean
+.PHONY: demo test lint reliability bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: $(VENV)/.test-installed lint
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
+
+## reliability: the reliability suite alone, then its figures into RELIABILITY.md
+reliability: $(VENV)/.test-installed
+	$(BIN)/python -m pytest tests/test_reliability_*.py
+	$(BIN)/python -m tests.reliability_report
 
 ## bench: benchmarks against the bare libraries (on demand, not in CI)
 bench: $(VENV)/.test-installed
