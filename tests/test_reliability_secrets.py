@@ -185,8 +185,8 @@ def test_credentials_never_come_back_out(
     wire = [(n, lvl, t) for n, lvl, t in records if n.startswith(WIRE_TRACE_LOGGERS)]
     leaked_text = _leaks(texts, spec.secrets)
     leaked_logs = [(n, t[:200]) for n, _, t in own for s in spec.secrets if s in t]
-    leaked_info = [(n, t[:200]) for n, lvl, t in wire for s in spec.secrets if s in t and lvl >= logging.INFO]
-    leaked_secret = [(n, t[:200]) for n, _, t in wire if SECRET in t]
+    # Even the libraries' DEBUG wire traces: coldtier masks what it was given (botocore logs headers).
+    leaked_wire = [(n, t[:200]) for n, _, t in wire for s in spec.secrets if s in t]
     tally(
         AREA,
         spec.backend,
@@ -198,8 +198,7 @@ def test_credentials_never_come_back_out(
     )
     assert leaked_text == [], leaked_text
     assert leaked_logs == [], leaked_logs
-    assert leaked_info == [], leaked_info
-    assert leaked_secret == [], leaked_secret  # the secret key is only ever used to sign
+    assert leaked_wire == [], leaked_wire
     assert len(records) > 0  # DEBUG capture really was on
 
 

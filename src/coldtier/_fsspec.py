@@ -410,8 +410,8 @@ class FsspecArchive(Archive):
             raise
         except Exception as exc:
             raise ArchiveWriteError(
-                f"could not store {key} in {self._description}: {_reason(exc)}; nothing was "
-                "archived under that key, keep the originals"
+                f"could not store {key} in {self._description}: {_reason(exc)}; it may not be "
+                "stored, keep the originals (a retry completes or confirms it)"
             ) from exc
         if not created:
             self._confirm(key, data, sha256)

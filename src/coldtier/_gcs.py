@@ -75,6 +75,7 @@ class GCSArchive(FsspecArchive):
         "storage_class": OptionSpec(str, choices=("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")),
         "kms_key_name": OptionSpec(str),
         "token": OptionSpec(object, secret=True),
+        "timeout": OptionSpec(int),  # seconds to connect, and to wait for each read of an upload
     }
     #: Tries per upload on 408/429/5xx or a lost connection; backoff 0.2 s, doubling.
     upload_attempts: ClassVar[int] = 5
@@ -87,12 +88,14 @@ class GCSArchive(FsspecArchive):
         description: str,
         storage_class: str | None = None,
         kms_key_name: str | None = None,
+        timeout: int | None = None,
         **options: Any,
     ) -> None:
         options.setdefault("max_object_bytes", DEFAULT_MAX_OBJECT_BYTES)
         super().__init__(fs, root, description=description, **options)
         self._storage_class = storage_class
         self._kms_key_name = kms_key_name
+        self._timeout = aiohttp.ClientTimeout(sock_connect=timeout or 30, sock_read=timeout or 120)
 
     @classmethod
     def _from_parsed(cls, parsed: ParsedURL) -> GCSArchive:
@@ -116,6 +119,7 @@ class GCSArchive(FsspecArchive):
                 endpoint_url=endpoint.rstrip("/") if endpoint else None,
                 skip_instance_cache=True,
                 use_listings_cache=False,
+                requests_timeout=options.get("timeout"),
                 **fs_options,
             )
         except Exception as exc:  # noqa: BLE001 - whatever gcsfs/google.auth raise
@@ -195,7 +199,7 @@ class GCSArchive(FsspecArchive):
                     params=params,
                     headers=self._fs._get_headers(headers),
                     data=body,
-                    timeout=aiohttp.ClientTimeout(sock_connect=30, sock_read=120),
+                    timeout=self._timeout,
                 ) as response:
                     answer = await response.read()
                 if final or response.status not in _RETRY_STATUS:

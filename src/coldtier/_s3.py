@@ -12,6 +12,7 @@ to s3fs's botocore client, so only botocore's (configured) retries apply.
 from __future__ import annotations
 
 import base64
+import logging
 import random
 import re
 import time
@@ -41,7 +42,42 @@ _CONNECTION: Mapping[str, OptionSpec] = {
     "secret": OptionSpec(str, secret=True),
     "token": OptionSpec(str, secret=True),
     "max_attempts": OptionSpec(int),  # botocore attempts per request, first included
+    "timeout": OptionSpec(int),  # seconds to connect, and to wait for each read
 }
+
+
+class _Redact(logging.Filter):
+    """Masks credentials given to coldtier in botocore's DEBUG records.
+
+    botocore logs request headers (the access key id, the session token) at
+    DEBUG; credentials must never reach a log record (DESIGN.md §2.8).
+    """
+
+    LOGGERS = (
+        "botocore.endpoint",
+        "botocore.auth",
+        "botocore.hooks",
+        "botocore.parsers",
+        "aiobotocore.endpoint",
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+        for name in self.LOGGERS:
+            logging.getLogger(name).addFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        masked = text
+        for secret in self.secrets:
+            masked = masked.replace(secret, "***")
+        if masked != text:
+            record.msg, record.args = masked, None
+        return True
+
+
+_REDACT = _Redact()
 
 
 def _refusal(exc: BaseException) -> str | None:
@@ -104,12 +140,15 @@ class S3Archive(FsspecArchive):
             "kms_key_id": "SSEKMSKeyId",
             "object_lock_mode": "ObjectLockMode",
         }
+        _REDACT.secrets.update(v for k in ("key", "secret", "token") if len(v := opts.get(k) or "") >= 4)
         fs = S3FileSystem(
             key=opts.get("key"),
             secret=opts.get("secret"),
             token=opts.get("token"),
             config_kwargs={
                 "retries": {"mode": "standard", "total_max_attempts": opts.get("max_attempts", 5)},
+                "connect_timeout": opts.get("timeout", 60),
+                "read_timeout": opts.get("timeout", 60),
                 **cls._CONFIG,
             },
             skip_instance_cache=True,
