@@ -281,24 +281,29 @@ class FsspecArchive(Archive):
         """
         count = len(parts)
         workers = min(self._workers, count)
-        ahead = threading.Semaphore(2 * workers)
+        # Part i may encode once i < (parts written) + 2 * workers.  Gating on
+        # the index, not on a counting semaphore, matters: with a semaphore a
+        # later part could take the last permit while the part the writers
+        # wait for is still blocked, and the pipeline would hang.
+        gate = threading.Condition()
+        written_count = 0
         stop = threading.Event()
 
         def encode(index: int) -> tuple[bytes, str]:
-            ahead.acquire()
+            with gate:
+                gate.wait_for(lambda: stop.is_set() or index < written_count + 2 * workers)
             if stop.is_set():
                 raise _Abandoned
-            try:
-                return self._encode_numbered(tenant, win, parts, index)
-            except BaseException:
-                ahead.release()
-                raise
+            return self._encode_numbered(tenant, win, parts, index)
 
         def write(index: int, data: bytes, sha256: str) -> _Stored:
+            nonlocal written_count
             try:
                 return self._stored_part(tenant, win, parts[index].num_rows, data, sha256)
             finally:
-                ahead.release()
+                with gate:
+                    written_count += 1
+                    gate.notify_all()
 
         with (
             ThreadPoolExecutor(workers) as encoders,
@@ -317,8 +322,8 @@ class FsspecArchive(Archive):
                     stop.set()
                     for future in encoded:
                         future.cancel()
-                    for _ in range(count):
-                        ahead.release()
+                    with gate:
+                        gate.notify_all()
                     _settle(encoded)
                     _settle(written)
             if replacement is not None:
