@@ -360,9 +360,12 @@ class FsspecArchive(Archive):
                     del part
                     self._refuse_oversized_events(tenant, win, table)
                     numbered = None if single else index
+                    pending.append(pool.submit(self._store_stream_part, tenant, win, table, numbered))
+                    del table
+                    # A free slot before the next part is read: at most `workers`
+                    # parts are held at any time, counting the one being checked.
                     if len(pending) >= max(1, self._workers):
                         results.append(pending.pop(0).result())
-                    pending.append(pool.submit(self._store_stream_part, tenant, win, table, numbered))
             finally:
                 done = _results(pending)
             results.extend(done)
