@@ -23,7 +23,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 
 import coldtier
-from coldtier._jsonl import load_events
+from coldtier.jsonl import load_events
 
 SAMPLE = Path(__file__).parent / "data" / "sample-events.jsonl"
 
@@ -31,7 +31,7 @@ SAMPLE = Path(__file__).parent / "data" / "sample-events.jsonl"
 def archive_sample(archive: coldtier.Archive) -> None:
     batches: dict[tuple[str, datetime], list[coldtier.Event]] = defaultdict(list)
     with SAMPLE.open("rb") as lines:
-        for event in load_events(lines, tenant_id=""):
+        for event in load_events(lines):
             day = event.timestamp.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
             batches[(event.tenant_id, day)].append(event)
     for (tenant, day), events in sorted(batches.items()):

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import coldtier
-from coldtier._jsonl import load_events
+from coldtier.jsonl import load_events
 
 SAMPLE = Path(__file__).parent / "data" / "sample-events.jsonl"
 
@@ -24,7 +24,7 @@ def main(url: str) -> int:
     # Group the sample by tenant and UTC day, as a retention pass would hand it over.
     batches: dict[tuple[str, datetime], list[coldtier.Event]] = defaultdict(list)
     with SAMPLE.open("rb") as lines:
-        for event in load_events(lines, tenant_id=""):
+        for event in load_events(lines):
             day = event.timestamp.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
             batches[(event.tenant_id, day)].append(event)
 

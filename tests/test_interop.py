@@ -30,7 +30,7 @@ from fsspec.implementations.memory import MemoryFileSystem
 import coldtier
 from coldtier import _codec
 from coldtier._fsspec import FsspecArchive, _row_groups
-from coldtier._jsonl import load_events
+from coldtier.jsonl import load_events
 from coldtier.testing import make_events, window_of
 from tests._moto import CREDENTIALS
 

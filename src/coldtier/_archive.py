@@ -7,9 +7,8 @@ written in these docstrings.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from collections.abc import Callable
 from typing import Any, TypeAlias
 
 import pyarrow as pa

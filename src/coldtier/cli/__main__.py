@@ -1,0 +1,5 @@
+"""``python -m coldtier.cli``."""
+
+from ._main import main
+
+main()
