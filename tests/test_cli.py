@@ -449,15 +449,12 @@ def test_large_input_streams_in_parts(tmp_path: Path) -> None:
     assert not any(Path(fresh).rglob("*.parquet"))
 
 
-def test_progress_bars_only_on_a_terminal(tmp_path: Path, acme_file: Path) -> None:
-    archive = str(tmp_path / "a")
-    assert coldtier_cli("archive", archive, str(acme_file), "-t", "acme").code == 0
-    piped = coldtier_cli("verify", archive)
-    assert "verifying" not in piped.err
+def _run_in_pty(*args: str) -> tuple[int, str]:
+    """Run the command with stdout and stderr on a terminal; its exit code and what it showed."""
     primary, secondary = pty.openpty()
     try:
         with subprocess.Popen(
-            [sys.executable, "-m", "coldtier.cli", "verify", archive],
+            [sys.executable, "-m", "coldtier.cli", *args],
             stdin=subprocess.DEVNULL,
             stdout=secondary,
             stderr=secondary,
@@ -477,12 +474,21 @@ def test_progress_bars_only_on_a_terminal(tmp_path: Path, acme_file: Path) -> No
                 if not chunk:
                     break
                 seen += chunk
-            assert proc.wait(timeout=60) == 0
+            code = proc.wait(timeout=60)
     finally:
         os.close(primary)
         if secondary >= 0:
             os.close(secondary)
-    text = seen.decode(errors="replace")
+    return code, seen.decode(errors="replace")
+
+
+def test_progress_bars_only_on_a_terminal(tmp_path: Path, acme_file: Path) -> None:
+    archive = str(tmp_path / "a")
+    assert coldtier_cli("archive", archive, str(acme_file), "-t", "acme").code == 0
+    piped = coldtier_cli("verify", archive)
+    assert "verifying" not in piped.err
+    code, text = _run_in_pty("verify", archive)
+    assert code == 0
     assert "verifying" in text
     assert "1 object, 1500 events: OK" in text
 
@@ -505,3 +511,338 @@ def test_day_x_walkthrough(tmp_path: Path) -> None:
     assert f"\n{day} events between" in proc.stdout
     assert "1 object(s) overlap the day" in proc.stdout
     assert "intact" in proc.stdout
+
+
+# ---------------------------------------------------------------------------
+# The newcomer's and operator's path (issue 19) and the public-API move (issue 10)
+
+
+def test_archive_without_tenant_splits_per_tenant_and_day(tmp_path: Path) -> None:
+    """The shipped sample (two tenants) archives as is: one batch per tenant and UTC day."""
+    archive = str(tmp_path / "a")
+    human = coldtier_cli("archive", archive, str(SAMPLE))
+    assert human.code == 0, human.err
+    assert human.out.startswith("no --tenant: archived per tenant and UTC day")
+    assert "globex/2024-03/archive.globex.2024-03-03T000000Z-2024-03-03T235959Z." in human.out
+    again = coldtier_cli("archive", archive, str(SAMPLE), "--json")
+    assert again.code == 0, again.err
+    report = again.json()
+    assert report["tenant_id"] is None
+    assert report["events"] == len(ACME_LINES) + len(GLOBEX_LINES)
+    assert report["created"] is False
+    days = {(b["tenant_id"], b["start"][:10]) for b in report["batches"]}
+    expected = {
+        (json.loads(line)["tenant_id"], json.loads(line)["timestamp"][:10])
+        for line in SAMPLE.read_text().splitlines()
+    }
+    assert days == expected
+    assert all(b["end"].endswith("T23:59:59.999999Z") for b in report["batches"])
+    assert [o["tenant_id"] for o in coldtier_cli("ls", archive, "--json").json()].count("acme") == len(
+        [d for d in expected if d[0] == "acme"]
+    )
+    back = coldtier_cli("read", archive, "-t", "globex")
+    assert [json.loads(line) for line in back.out.splitlines()] == [json.loads(line) for line in GLOBEX_LINES]
+    # The same objects as examples/quickstart.py stores (same tenants, days, keys).
+    quick = tmp_path / "quick"
+    example = Path(__file__).resolve().parents[1] / "examples" / "quickstart.py"
+    proc = subprocess.run(
+        [sys.executable, str(example), str(quick)], capture_output=True, env=_env(), timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    ours = sorted(p.relative_to(archive).as_posix() for p in Path(archive).rglob("*.parquet"))
+    theirs = sorted(p.relative_to(quick).as_posix() for p in quick.rglob("*.parquet"))
+    assert ours == theirs
+    # A line without tenant_id needs --tenant.
+    anonymous = tmp_path / "anonymous.jsonl"
+    anonymous.write_text(ACME_LINES[0].replace('"tenant_id":"acme",', "") + "\n")
+    refused = coldtier_cli("archive", str(tmp_path / "b"), str(anonymous))
+    assert_one_line_error(refused, 2, "line 1", "no tenant_id")
+    assert coldtier_cli("archive", str(tmp_path / "b"), str(anonymous), "-t", "acme").code == 0
+
+
+def test_event_id_is_a_synonym_of_id(tmp_path: Path, acme_file: Path) -> None:
+    """JSON Lines and Parquet take the id as `id` or `event_id`; output stays `id`."""
+    archive = str(tmp_path / "a")
+    renamed = tmp_path / "renamed.jsonl"
+    renamed.write_text(acme_file.read_text().replace('{"id":', '{"event_id":'))
+    first = coldtier_cli("archive", archive, str(renamed), "-t", "acme", "--json")
+    assert first.code == 0, first.err
+    same = coldtier_cli("archive", archive, str(acme_file), "-t", "acme", "--json")
+    assert same.json()["keys"] == first.json()["keys"]
+    assert same.json()["created"] is False
+    both = tmp_path / "both.jsonl"
+    line = json.loads(ACME_LINES[0])
+    both.write_text(json.dumps({**line, "event_id": line["id"]}) + "\n")
+    assert_one_line_error(coldtier_cli("archive", archive, str(both), "-t", "acme"), 2, "line 1", "not both")
+    # Parquet with the Event spelling `id`.
+    out = tmp_path / "export.parquet"
+    assert coldtier_cli("read", archive, "-t", "acme", "-o", str(out)).code == 0
+    table = pq.read_table(out)
+    pq.write_table(table.rename_columns(["id", *table.column_names[1:]]), tmp_path / "ids.parquet")
+    again = coldtier_cli("archive", archive, str(tmp_path / "ids.parquet"), "-t", "acme", "--json")
+    assert again.code == 0, again.err
+    assert again.json()["keys"] == first.json()["keys"]
+
+
+def test_archive_reports_refused_events_by_line(tmp_path: Path) -> None:
+    """What archive() refuses (not a UUID, a repeated id) is named by the input's line."""
+    lines = ACME_LINES[:10]
+    bad_id = tmp_path / "bad-id.jsonl"
+    bad_id.write_text(
+        "\n".join([*lines[:6], lines[6].replace(json.loads(lines[6])["id"], "nope"), *lines[7:]])
+    )
+    result = coldtier_cli("archive", str(tmp_path / "a"), str(bad_id), "-t", "acme")
+    assert_one_line_error(result, 2, "line 7", "not a UUID")
+    repeated = tmp_path / "repeated.jsonl"
+    repeated.write_text("\n".join([*lines, lines[3]]) + "\n")
+    result = coldtier_cli("archive", str(tmp_path / "a"), str(repeated), "-t", "acme")
+    assert_one_line_error(result, 2, "repeats the id")
+    assert not (tmp_path / "a").exists() or not any((tmp_path / "a").rglob("*.parquet"))
+
+
+def test_large_input_streams_after_checking_every_line(tmp_path: Path) -> None:
+    """Over COLDTIER_HOLD_MIB an input is checked line by line, then streamed part by part."""
+    source = tmp_path / "acme.jsonl"
+    source.write_text("\n".join(ACME_LINES) + "\n")
+    archive = str(tmp_path / "a")
+    env = {"COLDTIER_HOLD_MIB": "0.01"}
+    small = ["--opt", "object_events=400", "--json"]
+    result = coldtier_cli("archive", archive, str(source), "-t", "acme", *small, env=env)
+    assert result.code == 0, result.err
+    assert result.json()["events"] == len(ACME_LINES)
+    assert len(result.json()["keys"]) == 4
+    back = coldtier_cli("read", archive, "-t", "acme")
+    assert [json.loads(line) for line in back.out.splitlines()] == [json.loads(line) for line in ACME_LINES]
+    assert coldtier_cli("verify", archive).code == 0
+    late = tmp_path / "late.jsonl"
+    late.write_text("\n".join(ACME_LINES) + "\n" + ACME_LINES[0].replace('"acme"', '"other"') + "\n")
+    fresh = str(tmp_path / "b")
+    refused = coldtier_cli("archive", fresh, str(late), "-t", "acme", "--opt", "object_events=400", env=env)
+    assert_one_line_error(refused, 2, f"line {len(ACME_LINES) + 1}")
+    assert not any(Path(fresh).rglob("*.parquet"))
+    too_big = coldtier_cli("archive", fresh, str(SAMPLE), env=env)
+    assert_one_line_error(too_big, 2, "give --tenant")
+
+
+def test_a_tenant_without_objects_says_so(target: Target, acme_file: Path) -> None:
+    assert coldtier_cli("archive", target.url, str(acme_file), "-t", "acme").code == 0
+    for args in (["read", "-t", "nobody"], ["ls", "-t", "nobody"], ["verify", "-t", "nobody"]):
+        result = coldtier_cli(args[0], target.url, *args[1:])
+        assert result.code == 0, result.err
+        what = "events" if args[0] == "read" else "objects"
+        assert f"0 {what} of nobody (no objects for that tenant" in result.err, result.err
+        if args[0] != "verify":
+            assert result.out == ""
+    outside = coldtier_cli("read", target.url, "-t", "acme", "--start", "2025-01-01")
+    assert (outside.code, outside.out) == (0, "")
+    assert "0 events of acme between 2025-01-01T00:00:00Z and the end" in outside.err
+
+
+def test_missing_local_root_is_one_line(tmp_path: Path) -> None:
+    missing = str(tmp_path / "no-such-archive")
+    for args in (["ls"], ["ls", "-t", "acme"], ["verify"], ["read", "-t", "acme"]):
+        result = coldtier_cli(args[0], missing, *args[1:])
+        assert_one_line_error(result, 2, "no such archive directory")
+    assert not Path(missing).exists()
+
+
+def test_read_into_a_closed_pipe_exits_0(tmp_path: Path, acme_file: Path) -> None:
+    """`coldtier read ... | head -1` is a success, as for any Unix filter."""
+    archive = str(tmp_path / "a")
+    assert coldtier_cli("archive", archive, str(acme_file), "-t", "acme").code == 0
+    for fmt in ("jsonl", "table"):
+        proc = subprocess.run(
+            f"{sys.executable} -m coldtier.cli read {archive} -t acme --format {fmt} | head -1; "
+            'echo "exit=${PIPESTATUS[0]}" >&2',
+            shell=True,
+            executable="/bin/bash",
+            capture_output=True,
+            env=_env(),
+            timeout=120,
+            check=False,
+        )
+        assert proc.stdout.decode().count("\n") == 1
+        assert proc.stderr.decode() == "exit=0\n", proc.stderr
+
+
+def test_output_format_by_extension_or_flag(tmp_path: Path, acme_file: Path) -> None:
+    archive = str(tmp_path / "a")
+    assert coldtier_cli("archive", archive, str(acme_file), "-t", "acme").code == 0
+    csv = tmp_path / "x.csv"
+    refused = coldtier_cli("read", archive, "-t", "acme", "-o", str(csv))
+    assert_one_line_error(refused, 2, "cannot tell the format", "--format")
+    assert not csv.exists()
+    forced = coldtier_cli("read", archive, "-t", "acme", "-o", str(csv), "--format", "jsonl")
+    assert forced.code == 0, forced.err
+    assert len(csv.read_text().splitlines()) == len(ACME_LINES)
+    ndjson = tmp_path / "x.ndjson"
+    assert coldtier_cli("read", archive, "-t", "acme", "-o", str(ndjson)).code == 0
+    assert ndjson.read_text() == csv.read_text()
+
+
+def test_memory_url_is_refused(tmp_path: Path, acme_file: Path) -> None:
+    for args in (["archive", "memory://x", str(acme_file), "-t", "acme"], ["ls", "memory://x"]):
+        assert_one_line_error(coldtier_cli(*args), 2, "memory://", "survive")
+
+
+def test_credentials_in_the_url_are_refused_with_cli_wording() -> None:
+    userinfo = coldtier_cli("ls", "s3://someone:hunter2@bucket/x")
+    assert_one_line_error(userinfo, 2, "carries credentials", "--opt", "environment")
+    assert "hunter2" not in userinfo.err
+    query = coldtier_cli("ls", "s3://bucket/x?secret=hunter2")
+    assert_one_line_error(query, 2, "'secret' is a credential", "--opt secret=", "environment")
+    assert "hunter2" not in query.err
+    assert "keyword" not in query.err
+
+
+def test_end_expands_to_the_precision_given(tmp_path: Path, acme_file: Path) -> None:
+    archive = str(tmp_path / "a")
+    assert coldtier_cli("archive", archive, str(acme_file), "-t", "acme").code == 0
+    minute = coldtier_cli(
+        "read", archive, "-t", "acme", "--start", "2024-03-02T08:06", "--end", "2024-03-02T08:06"
+    )
+    assert minute.code == 0, minute.err
+    stamps = [json.loads(line)["timestamp"] for line in minute.out.splitlines()]
+    expected = [
+        json.loads(line)["timestamp"]
+        for line in ACME_LINES
+        if json.loads(line)["timestamp"].startswith("2024-03-02T08:06")
+    ]
+    assert stamps == expected
+    assert expected
+    hour = coldtier_cli("read", archive, "-t", "acme", "--start", "2024-03-02T08", "--end", "2024-03-02T08")
+    assert [json.loads(line)["timestamp"][:13] for line in hour.out.splitlines()] == ["2024-03-02T08"] * sum(
+        '"timestamp":"2024-03-02T08:' in line for line in ACME_LINES
+    )
+    help_text = coldtier_cli("read", "--help").out
+    assert "08:06:59.999999" in " ".join(help_text.split())
+
+
+def test_end_parsing_per_precision() -> None:
+    from datetime import UTC, datetime
+
+    from coldtier.cli._common import parse_time
+
+    def end(text: str) -> str:
+        return parse_time(text, end=True, what="--end").isoformat()
+
+    assert end("2024") == "2024-12-31T23:59:59.999999+00:00"
+    assert end("2024-02") == "2024-02-29T23:59:59.999999+00:00"
+    assert end("2024-03-02") == "2024-03-02T23:59:59.999999+00:00"
+    assert end("2024-03-02T08") == "2024-03-02T08:59:59.999999+00:00"
+    assert end("2024-03-02T08:06") == "2024-03-02T08:06:59.999999+00:00"
+    assert end("2024-03-02T08:06:07") == "2024-03-02T08:06:07.999999+00:00"
+    assert end("2024-03-02T08:06:07.5") == "2024-03-02T08:06:07.599999+00:00"
+    assert end("2024-03-02T08:06:07.123456") == "2024-03-02T08:06:07.123456+00:00"
+    assert end("2024-03-02T10:06+02:00") == "2024-03-02T08:06:59.999999+00:00"
+    assert parse_time("2024-03-02T08:06", end=False, what="--start") == datetime(2024, 3, 2, 8, 6, tzinfo=UTC)
+
+
+def test_verify_prints_one_line_per_damaged_object(tmp_path: Path, acme_file: Path) -> None:
+    archive = tmp_path / "a"
+    stored = coldtier_cli("archive", str(archive), str(acme_file), "-t", "acme", "--json")
+    (key,) = stored.json()["keys"]
+    path = archive / key
+    path.write_bytes(path.read_bytes()[:200])  # truncated: wrong digest *and* unreadable
+    human = coldtier_cli("verify", str(archive))
+    assert human.code == 1
+    problems = [line for line in human.out.splitlines() if line.startswith("PROBLEM ")]
+    assert len(problems) == 1, human.out
+    assert problems[0].startswith(f"PROBLEM {key}: content digest")
+    assert "not readable Parquet" in problems[0]
+    assert human.out.splitlines()[-1].endswith("1 object, 0 events, 1 damaged object: 2 problems")
+    machine = coldtier_cli("verify", str(archive), "--json").json()
+    assert [d["key"] for d in machine["damaged"]] == [key]
+    assert len(machine["damaged"][0]["problems"]) == 2
+
+
+def test_progress_steps_and_final_line(tmp_path: Path, acme_file: Path) -> None:
+    archive = str(tmp_path / "a")
+    code, text = _run_in_pty("archive", archive, str(acme_file), "-t", "acme")
+    assert code == 0, text
+    assert "step 1/2 checking" in text
+    assert "step 2/2 storing" in text
+    final = [line for line in text.splitlines() if line.startswith("coldtier: archived ")]
+    assert len(final) == 1, text
+    assert " MiB in " in final[0]
+    assert final[0].endswith("MiB/s)")
+    assert " bytes" not in text
+    code, text = _run_in_pty("verify", archive)
+    assert code == 0
+    assert "coldtier: verified: " in text
+    assert "MiB/s" in text
+
+
+def test_help_says_which_commands_take_json() -> None:
+    top = " ".join(coldtier_cli("--help").out.split())
+    assert "--json (archive, backends, ls, verify, probe)" in top
+    assert "read writes JSON Lines" in top
+    for command in ("archive", "backends", "ls", "verify", "probe"):
+        assert "--json" in coldtier_cli(command, "--help").out, command
+    assert "--json" not in coldtier_cli("read", "--help").out.replace("no --json", "")
+
+
+UNREACHABLE = {
+    "s3": "s3://bucket/x?endpoint_url=http://127.0.0.1:{port}&region=us-east-1&max_attempts=1&timeout=2",
+    "r2": "r2://bucket/x?endpoint_url=http://127.0.0.1:{port}&max_attempts=1&timeout=2",
+    "gs": "gs://bucket/x?endpoint_url=http://127.0.0.1:{port}&timeout=1",
+}
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("scheme", ["s3", "r2", "gs"])
+def test_unreachable_endpoint_is_one_line(scheme: str) -> None:
+    """Whatever the libraries log (gcsfs: a 51-line traceback), a failure is one line on stderr."""
+    url = UNREACHABLE[scheme].format(port=_closed_port())
+    # gcsfs retries a refused connection for ~40 s whatever `timeout` says: one command there.
+    commands = (
+        [["ls"]] if scheme == "gs" else [["ls"], ["ls", "-t", "acme"], ["verify"], ["read", "-t", "acme"]]
+    )
+    for args in commands:
+        result = coldtier_cli(args[0], url, *args[1:])
+        assert result.code in (1, 2), result
+        assert_one_line_error(result, result.code)
+        assert CREDENTIALS["secret"] not in result.err
+    if scheme == "s3":
+        # -v lets log records through (here botocore's, with -vvv); the error is still the last line.
+        loud = coldtier_cli("-vvv", "ls", url, "--log-format", "json")
+        assert loud.code == 1
+        lines = loud.err.splitlines()
+        assert len(lines) > 1
+        assert lines[-1].startswith("coldtier: error: ")
+        assert all(json.loads(line)["level"] for line in lines[:-1])
+        assert CREDENTIALS["secret"] not in loud.err
+
+
+# ---------------------------------------------------------------------------
+# coldtier.jsonl, the public JSON Lines reader and writer
+
+
+def test_jsonl_module_round_trip() -> None:
+    from coldtier import jsonl
+
+    events = list(jsonl.load_events(ACME_LINES[:5]))
+    assert [json.loads(jsonl.dump_event(e)) for e in events] == [json.loads(line) for line in ACME_LINES[:5]]
+    renamed = [line.replace('{"id":', '{"event_id":') for line in ACME_LINES[:5]]
+    assert list(jsonl.load_events(renamed, "acme")) == events
+    (table,) = jsonl.load_tables(ACME_LINES[:5], line_numbers=True)
+    assert table.column_names == [*jsonl.TABLE_SCHEMA.names, "line"]
+    assert table.column("line").to_pylist() == [1, 2, 3, 4, 5]
+    assert b"".join(jsonl.dump_table(table)) == b"".join(jsonl.dump_event(e) for e in events)
+    with pytest.raises(coldtier.InvalidRequest, match=r"input line 2: tenant_id 'acme' is not 'globex'"):
+        list(jsonl.load_tables(["", ACME_LINES[0]], "globex"))
+    with pytest.raises(coldtier.InvalidRequest, match=r"input line 1: .* has no UTC offset"):
+        list(jsonl.load_events([ACME_LINES[0].replace(':00Z"', ':00"')]))
+    with pytest.raises(coldtier.InvalidRequest, match=r"x line 1: missing field\(s\) \['id'\]"):
+        list(
+            jsonl.load_events(
+                [json.dumps({k: v for k, v in json.loads(ACME_LINES[0]).items() if k != "id"})], name="x"
+            )
+        )
