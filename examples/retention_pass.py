@@ -42,14 +42,18 @@ def retention_pass(
 
 
 if __name__ == "__main__":
-    from coldtier.testing import make_events
+    from pathlib import Path
+
+    from coldtier.jsonl import load_events
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     url = sys.argv[1] if len(sys.argv) > 1 else "demo-archive"
+    # The "event store": the shipped sample, as expired windows of one tenant and UTC day.
     store: dict[tuple[str, datetime], list[coldtier.Event]] = {}
-    for tenant in ("acme", "globex"):
-        day = datetime(2024, 1, 1, tzinfo=UTC)
-        store[(tenant, day)] = make_events(tenant, 500, start=day, step=timedelta(seconds=60))
+    with (Path(__file__).parent / "data" / "sample-events.jsonl").open("rb") as lines:
+        for event in load_events(lines):
+            day = event.timestamp.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+            store.setdefault((event.tenant_id, day), []).append(event)
 
     def expired() -> Iterable[tuple[str, datetime, datetime, list[coldtier.Event]]]:
         for (tenant, day), events in list(store.items()):
