@@ -43,10 +43,17 @@ from typing import IO, Any, NamedTuple
 import orjson
 import pyarrow as pa
 
-from ._errors import IntegrityError, InvalidRequest
-from ._types import Event
+from coldtier import Event, IntegrityError, InvalidRequest
 
-__all__ = ["FIELDS", "dump_event", "dump_table", "load_events", "load_numbered", "load_tables"]
+__all__ = [
+    "FIELDS",
+    "TABLE_SCHEMA",
+    "dump_event",
+    "dump_table",
+    "load_events",
+    "load_numbered",
+    "load_tables",
+]
 
 #: The field names of a line, as written.  ``event_id`` is read as ``id``.
 FIELDS = ("id", "event_type", "entity_id", "tenant_id", "payload", "timestamp", "metadata", "version")
@@ -171,7 +178,7 @@ def load_tables(
     tenant_id: str | None = None,
     *,
     name: str = "input",
-    rows: int = 65_536,
+    rows: int = 8_192,
     line_numbers: bool = False,
 ) -> Iterator[pa.Table]:
     """The lines of ``source`` as Arrow tables of up to ``rows`` rows, ready for ``Archive.archive``.

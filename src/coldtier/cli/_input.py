@@ -29,8 +29,8 @@ from coldtier import jsonl
 from ._common import InputError, one_line, rfc3339
 from ._progress import Bar
 
-#: Rows read and converted at a time.
-CHUNK_ROWS = 65_536
+#: Rows read and converted at a time (a JSON Lines chunk is held as Python objects first).
+CHUNK_ROWS = 8_192
 POS = "_pos"
 _EVENT_RE = re.compile(r"event #(\d+) \(([^)]*)\)")
 
