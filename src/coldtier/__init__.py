@@ -14,10 +14,7 @@ content-addressed, into a local directory, S3, R2 or GCS, selected by URL::
 from __future__ import annotations
 
 from ._archive import Archive
-from ._codec import SCHEMA
 from ._errors import (
-    ArchiveNotFound,
-    ArchiveReadError,
     ArchiveWriteError,
     ColdTierError,
     IntegrityError,
@@ -26,15 +23,13 @@ from ._errors import (
     PreconditionUnsupported,
     UnknownBackend,
 )
-from ._registry import available_backends, load_backend, open_archive, register_backend
+from ._registry import available_backends, open_archive, register_backend
 from ._types import ArchivedObject, Event, Problem, Receipt, VerifyReport
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Archive",
-    "ArchiveNotFound",
-    "ArchiveReadError",
     "ArchiveWriteError",
     "ArchivedObject",
     "ColdTierError",
@@ -45,12 +40,10 @@ __all__ = [
     "PreconditionUnsupported",
     "Problem",
     "Receipt",
-    "SCHEMA",
     "UnknownBackend",
     "VerifyReport",
     "__version__",
     "available_backends",
-    "load_backend",
     "open_archive",
     "register_backend",
 ]

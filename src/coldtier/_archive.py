@@ -15,11 +15,9 @@ import pyarrow as pa
 
 from ._types import ArchivedObject, Event, Receipt, VerifyReport
 
-__all__ = ["Archive", "EventsInput", "Progress"]
+__all__ = ["Archive", "EventsInput"]
 
 EventsInput: TypeAlias = Iterable[Event] | pa.Table | pa.RecordBatchReader
-#: ``progress(done_bytes, total_bytes)``: how far a read or verify has come.
-Progress: TypeAlias = Callable[[int, int], None]
 
 
 class Archive(abc.ABC):
@@ -62,14 +60,7 @@ class Archive(abc.ABC):
         """Objects of ``tenant_id`` whose window overlaps ``[start, end]``, oldest first."""
 
     @abc.abstractmethod
-    def read(
-        self,
-        tenant_id: str,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        *,
-        progress: Progress | None = None,
-    ) -> pa.Table:
+    def read(self, tenant_id: str, start: datetime | None = None, end: datetime | None = None) -> pa.Table:
         """Events with ``start <= timestamp <= end``, each event id once.
 
         Sorted by ``(timestamp, event_id)``; the stored columns plus ``tenant_id``.
@@ -77,36 +68,16 @@ class Archive(abc.ABC):
 
     @abc.abstractmethod
     def events(
-        self,
-        tenant_id: str,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        *,
-        progress: Progress | None = None,
+        self, tenant_id: str, start: datetime | None = None, end: datetime | None = None
     ) -> Iterator[Event]:
         """The selection of :meth:`read` as :class:`~coldtier.Event`, object by object."""
-
-    def read_tables(
-        self,
-        tenant_id: str,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        *,
-        progress: Progress | None = None,
-    ) -> Iterator[pa.Table]:
-        """The selection of :meth:`read` as a stream of tables in time order, each event once.
-
-        TEMP shim (the engine rewrite provides it): one table per run of
-        overlapping objects, with the columns of :meth:`read`.
-        """
-        yield self.read(tenant_id, start, end, progress=progress)
 
     @abc.abstractmethod
     def tenants(self) -> list[str]:
         """Sorted ids of the tenants present."""
 
     @abc.abstractmethod
-    def verify(self, tenant_id: str | None = None, *, progress: Progress | None = None) -> VerifyReport:
+    def verify(self, tenant_id: str | None = None) -> VerifyReport:
         """Re-read and re-hash every object; check its footer and schema."""
 
     @abc.abstractmethod

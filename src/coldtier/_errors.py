@@ -7,8 +7,6 @@
     ├── UnknownBackend(ColdTierError, LookupError)       scheme not registered; lists known schemes
     ├── MissingDependency(ColdTierError, ImportError)    names the extra: pip install 'coldtier[s3]'
     ├── ArchiveWriteError(ColdTierError, OSError)        not durable; the caller must keep its originals
-    ├── ArchiveReadError(ColdTierError, OSError)         the store failed while listing or reading
-    │   └── ArchiveNotFound(ArchiveReadError, FileNotFoundError)  the root, bucket or container does not exist
     ├── IntegrityError(ColdTierError)                    stored bytes don't match their digest / footer
     └── PreconditionUnsupported(ColdTierError)           backend ignores create-only writes
 
@@ -19,8 +17,6 @@ input and ``except OSError`` still catches a failed write.
 from __future__ import annotations
 
 __all__ = [
-    "ArchiveNotFound",
-    "ArchiveReadError",
     "ArchiveWriteError",
     "ColdTierError",
     "IntegrityError",
@@ -49,14 +45,6 @@ class MissingDependency(ColdTierError, ImportError):
 
 class ArchiveWriteError(ColdTierError, OSError):
     """The batch is not durably stored; the caller must keep its originals."""
-
-
-class ArchiveReadError(ColdTierError, OSError):
-    """The store failed while listing or reading (after its retries)."""
-
-
-class ArchiveNotFound(ArchiveReadError, FileNotFoundError):
-    """The root, bucket or container does not exist."""
 
 
 class IntegrityError(ColdTierError):

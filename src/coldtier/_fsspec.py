@@ -584,21 +584,6 @@ class FsspecArchive(Archive):
                     ) from exc
                 yield event
 
-    def read_tables(
-        self,
-        tenant_id: str,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        *,
-        progress: Progress | None = None,
-    ) -> Iterator[pa.Table]:
-        """TEMP shim: :meth:`_runs` as tables with the columns of :meth:`read`."""
-        tenant = _codec.validate_tenant(tenant_id)
-        lo, hi = _codec.optional_window(start, end)
-        field = pa.field("tenant_id", pa.string(), nullable=False)
-        for _, table in self._runs(tenant, lo, hi, progress):
-            yield table.append_column(field, pa.array([tenant] * table.num_rows, pa.string()))
-
     def _runs(
         self, tenant: str, lo: datetime | None, hi: datetime | None, progress: Progress | None = None
     ) -> Iterator[tuple[list[ArchivedObject], pa.Table]]:

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from ._archive import Archive
 from ._errors import InvalidRequest, MissingDependency, UnknownBackend
 
-__all__ = ["available_backends", "load_backend", "open_archive", "register_backend"]
+__all__ = ["available_backends", "open_archive", "register_backend"]
 
 GROUP = "coldtier.backends"
 _SCHEME_RE = re.compile(r"^[a-z][a-z0-9+_.-]*$")
@@ -109,11 +109,6 @@ def _load(scheme: str) -> type[Archive]:
     if not (isinstance(cls, type) and issubclass(cls, Archive)):
         raise UnknownBackend(f"{target} for {scheme}:// is not a coldtier.Archive subclass")
     return cls
-
-
-def load_backend(scheme: str) -> type[Archive]:
-    """The backend class for ``scheme``: ``UnknownBackend`` or ``MissingDependency`` otherwise."""
-    return _load(scheme)
 
 
 def _scheme(url: str) -> str:
