@@ -48,14 +48,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import __version__, _codec
+from . import __version__, _validate
 from ._archive import Archive
-from ._codec import SCHEMA, Window
 from ._errors import ColdTierError, InvalidRequest, MissingDependency, UnknownBackend
-from ._fsspec import FsspecArchive
+from ._format import SCHEMA
 from ._jsonl import dump_table, load_numbered
-from ._registry import _load, available_backends, open_archive
-from ._types import ArchivedObject, Receipt
+from ._registry import available_backends, load_backend, open_archive
+from ._types import ArchivedObject, Receipt, Window
 
 __all__ = ["cli", "main", "run"]
 
@@ -243,7 +242,7 @@ class _Bar:
 def _with_progress(archive: Archive, method: str, *args: Any, progress: _Bar) -> Any:
     """Call ``archive.method(*args)``, with a progress callback where the engine takes one."""
     fn = getattr(archive, method)
-    if progress.callback is not None and isinstance(archive, FsspecArchive):
+    if progress.callback is not None:
         return fn(*args, progress=progress.callback)
     return fn(*args)
 
@@ -306,7 +305,7 @@ def backends(*, as_json: bool) -> int:
     rows: list[dict[str, Any]] = []
     for scheme, target in available_backends().items():
         try:
-            _load(scheme)
+            load_backend(scheme)
             problem = None
         except (MissingDependency, UnknownBackend) as exc:
             problem = _one_line(str(exc))
@@ -404,10 +403,10 @@ def _jsonl_chunks(src: _Source, tenant: str, win: Window, bar: _Bar) -> Iterator
                 )
             batch.append(event)
             if len(batch) == _CHUNK_ROWS:
-                yield _codec.from_events(tenant, win, batch)
+                yield _validate.from_events(tenant, win, batch)
                 batch = []
         if batch:
-            yield _codec.from_events(tenant, win, batch)
+            yield _validate.from_events(tenant, win, batch)
 
 
 def _parquet_chunks(src: _Source, tenant: str, win: Window, bar: _Bar) -> Iterator[pa.Table]:
@@ -428,7 +427,7 @@ def _parquet_chunks(src: _Source, tenant: str, win: Window, bar: _Bar) -> Iterat
                     f"{src.name} is not a readable Parquet file: {_one_line(str(exc))}"
                 ) from None
             try:
-                table = _codec.from_arrow(tenant, win, batch)
+                table = _validate.from_arrow(tenant, win, batch)
             except InvalidRequest as exc:
                 rows = f"rows {offset}-{offset + batch.num_rows - 1}"
                 raise InvalidRequest(f"{src.name} {rows}: {exc}") from None
@@ -475,7 +474,7 @@ def archive_cmd(
         raise click.UsageError("expected URL FILE (or set COLDTIER_URL and give only FILE)")
     else:
         raise click.UsageError("expected [URL] FILE")
-    tenant = _codec.validate_tenant(tenant)
+    tenant = _validate.validate_tenant(tenant)
     lo, hi = _window(start, end)
     archive = _open(url, opts, must_exist=False)
     src = _source(file, fmt)
@@ -486,7 +485,7 @@ def archive_cmd(
     # window, and keep the events if they are few enough to archive as one table.
     count, first, last = 0, None, None
     held: list[pa.Table] | None = []
-    hold_events = int(getattr(archive, "_object_events", _HOLD_EVENTS))
+    hold_events = _HOLD_EVENTS
     held_bytes = 0
     unit = "B" if src.kind == "jsonl" else "events"
     with _Bar(f"checking {src.name}", enabled=show, unit=unit) as bar:
@@ -568,7 +567,7 @@ def ls_cmd(
     """
     lo, hi = _window(start, end, day)
     if tenant is not None:
-        tenant = _codec.validate_tenant(tenant)
+        tenant = _validate.validate_tenant(tenant)
     archive = _open(url, opts, must_exist=True)
     tenants = [tenant] if tenant is not None else archive.tenants()
     with ThreadPoolExecutor(min(8, max(1, len(tenants)))) as pool:  # one listing per tenant
@@ -614,11 +613,8 @@ def _runs(
     archive: Archive, tenant: str, lo: datetime | None, hi: datetime | None, bar: _Bar
 ) -> Iterator[tuple[str, pa.Table]]:
     """``(where, stored columns)`` in time order, each event once; streamed by the fsspec engine."""
-    if isinstance(archive, FsspecArchive):
-        for run, table in archive._runs(tenant, lo, hi, bar.callback):
-            yield f"{', '.join(o.key for o in run)} of {archive.description()}", table
-    else:
-        yield archive.description(), archive.read(tenant, lo, hi).select(SCHEMA.names)
+    for table in archive.read_tables(tenant, lo, hi, progress=bar.callback):
+        yield archive.description(), table.select(SCHEMA.names)
 
 
 def _write_jsonl(sink: IO[bytes], runs: Iterator[tuple[str, pa.Table]], tenant: str) -> int:
@@ -694,7 +690,7 @@ def read_cmd(
     JSON Lines output uses the Event field names and can be archived again
     unchanged; Parquet output has the stored columns plus tenant_id.
     """
-    tenant = _codec.validate_tenant(tenant)
+    tenant = _validate.validate_tenant(tenant)
     lo, hi = _window(start, end, day)
     to_stdout = out is None or out == "-"
     if fmt is None:
@@ -727,7 +723,7 @@ def read_cmd(
 def verify_cmd(*, url: str | None, tenant: str | None, opts: tuple[str, ...], as_json: bool) -> int:
     """Re-read and re-hash every object; exit 1 and print one line per problem found."""
     if tenant is not None:
-        tenant = _codec.validate_tenant(tenant)
+        tenant = _validate.validate_tenant(tenant)
     archive = _open(url, opts, must_exist=True)
     with _Bar("verifying", enabled=_interactive()) as bar:
         report = _with_progress(archive, "verify", tenant, progress=bar)

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from .. import _codec
+from .. import SCHEMA
 from .._archive import Archive
 from .._errors import IntegrityError, InvalidRequest
 from .._types import Event
@@ -116,7 +116,7 @@ class ArchiveTests:
         assert len(data) == receipt.bytes
         assert hashlib.sha256(data).hexdigest()[:16] == m["digest"]
         table = pq.read_table(pa.BufferReader(data))
-        assert table.schema.remove_metadata().equals(_codec.SCHEMA.remove_metadata())
+        assert table.schema.remove_metadata().equals(SCHEMA.remove_metadata())
         assert table.num_rows == 50
         stamps = table.column("timestamp").to_pylist()
         assert stamps == sorted(stamps)
