@@ -280,9 +280,9 @@ def test_threaded_and_serial_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     from coldtier.testing._data import make_table
 
     table = rechunk(make_table(50_000), [7, 20_000, 20_001])
-    monkeypatch.setattr(_digest, "_PARALLEL_BYTES", 0)
+    monkeypatch.setattr(_digest, "_PARALLEL_ROWS", 0)
     threaded = logical_digest(table)
-    monkeypatch.setattr(_digest, "_PARALLEL_BYTES", 1 << 62)
+    monkeypatch.setattr(_digest, "_PARALLEL_ROWS", 1 << 62)
     assert logical_digest(table) == threaded
     assert logical_digest(table.combine_chunks()) == threaded
     assert reference_digest(rows_of(table.slice(0, 2_000))) == logical_digest(table.slice(0, 2_000))

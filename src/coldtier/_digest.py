@@ -61,8 +61,8 @@ COLUMNS: tuple[tuple[str, str, bool], ...] = (
 )
 
 _U32_MAX = (1 << 32) - 1
-#: Above this many buffer bytes the columns are hashed on threads.
-_PARALLEL_BYTES = 4 << 20
+#: From this many rows on (some MiB of buffers) the columns are hashed on threads.
+_PARALLEL_ROWS = 32_768
 
 _Update = Callable[[Any], None]
 
@@ -233,16 +233,16 @@ def logical_digest(table: pa.Table | pa.RecordBatch) -> str:
     """
     columns = _columns(table)
     jobs = [(column, *spec) for column, spec in zip(columns, COLUMNS, strict=True)]
-    workers = min(len(jobs), os.cpu_count() or 1)
-    if workers > 1 and sum(column.nbytes for column in columns) > _PARALLEL_BYTES:
-        # Largest first so the last column to start is a small one.
-        order = sorted(range(len(jobs)), key=lambda i: -jobs[i][0].nbytes)
+    rows = len(columns[0])
+    if rows >= _PARALLEL_ROWS and (workers := min(len(jobs), os.cpu_count() or 1)) > 1:
+        # Largest first, so the last column to start is a small one.
+        order = sorted(range(len(jobs)), key=lambda i: -jobs[i][0].get_total_buffer_size())
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="coldtier-digest") as pool:
             futures = {i: pool.submit(_column_digest, *jobs[i]) for i in order}
             digests = [futures[i].result() for i in range(len(jobs))]
     else:
         digests = [_column_digest(*job) for job in jobs]
-    h = hashlib.sha256(header(len(columns[0])))
+    h = hashlib.sha256(header(rows))
     for digest in digests:
         h.update(digest)
     return h.hexdigest()
