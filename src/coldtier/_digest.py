@@ -140,7 +140,7 @@ def _string_piece(column: pa.ChunkedArray, name: str, nullable: bool, update: _U
             validity.append(valid.view(np.uint8))
         elif nullable:
             validity.append(np.ones(len(chunk), dtype=np.uint8))
-        if len(length) and int(length.max()) > _U32_MAX:
+        if length.dtype == np.int64 and int(length.max()) > _U32_MAX:  # only large_string can
             raise ValueError(f"column {name!r} has a value of more than {_U32_MAX} bytes")
         lengths.append(length)
         values.append(_values(chunk, offsets))
