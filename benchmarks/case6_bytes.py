@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import coldtier
-from coldtier import _validate, _format
+from coldtier import _format, _validate
 from coldtier._jsonl import load_events
 
 from ._common import Row, sample_table, scratch

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from coldtier import _digest
-from coldtier._codec import SCHEMA
+from coldtier._format import SCHEMA
 from coldtier.testing._data import make_table
 
 

@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coldtier import _codec, _digest
+from coldtier import _digest, _format
 from coldtier._digest import DIGEST_VERSION, logical_digest
 
 FORMAT_MD = Path(__file__).resolve().parent.parent / "docs" / "FORMAT.md"
@@ -96,7 +96,7 @@ def reference_digest(rows: list[Row]) -> str:
 
 
 def table_of(rows: list[Row]) -> pa.Table:
-    """A :data:`_codec.SCHEMA` table of ``rows`` (timestamps as integer microseconds)."""
+    """A :data:`_format.SCHEMA` table of ``rows`` (timestamps as integer microseconds)."""
     columns = {name: [row[name] for row in rows] for name in NAMES}
     return pa.table(
         {
@@ -105,7 +105,7 @@ def table_of(rows: list[Row]) -> pa.Table:
             "metadata": pa.array(columns["metadata"], pa.string()),
             "version": pa.array(columns["version"], pa.uint64()),
         },
-        schema=_codec.SCHEMA,
+        schema=_format.SCHEMA,
     )
 
 
@@ -219,7 +219,7 @@ def test_doc_names_the_version() -> None:
 
 
 def test_columns_match_the_codec_schema() -> None:
-    assert [(f.name, str(f.type), f.nullable) for f in _codec.SCHEMA] == list(_digest.COLUMNS)
+    assert [(f.name, str(f.type), f.nullable) for f in _format.SCHEMA] == list(_digest.COLUMNS)
     assert tuple(name for name, _, _ in _digest.COLUMNS) == NAMES
 
 
@@ -298,7 +298,7 @@ def test_empty_and_zero_length_chunks() -> None:
     empty = table.slice(0, 0)
     assert logical_digest(pa.concat_tables([empty, table, empty])) == reference_digest(rows)
     assert logical_digest(empty) == reference_digest([])
-    assert logical_digest(_codec.SCHEMA.empty_table()) == reference_digest([])
+    assert logical_digest(_format.SCHEMA.empty_table()) == reference_digest([])
 
 
 def test_column_order_and_record_batch() -> None:
@@ -405,7 +405,7 @@ def test_codec_encode_round_trip(compression: str) -> None:
 
     table = make_table(2_000)
     meta = {"coldtier.format": "2"}
-    data = _codec.encode(table.cast(_codec.SCHEMA), meta, compression=compression, row_group_events=300)
+    data = _format.encode(table.cast(_format.SCHEMA), meta, compression=compression, row_group_events=300)
     assert logical_digest(pq.read_table(io.BytesIO(data))) == logical_digest(table)
 
 

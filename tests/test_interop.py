@@ -28,10 +28,10 @@ import s3fs
 from fsspec.implementations.memory import MemoryFileSystem
 
 import coldtier
-from coldtier import _validate, _format
+from coldtier import _format, _validate
 from coldtier._format import _row_groups
-from coldtier.store import Entry, Location, ObjectStore, Stat
 from coldtier._jsonl import load_events
+from coldtier.store import Entry, Location, ObjectStore, Stat
 from coldtier.testing import make_events, window_of
 from tests._moto import CREDENTIALS
 

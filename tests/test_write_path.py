@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import coldtier
-from coldtier import _validate, _format
+from coldtier import _format, _validate
 from coldtier._validate import arrow as _arrow_input
 from coldtier.testing import make_events, window_of
 from coldtier.testing._data import make_table

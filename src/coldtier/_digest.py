@@ -25,8 +25,8 @@ No per-row Python: every piece is built from Arrow buffers with numpy and
 streamed into :mod:`hashlib` without concatenating the value bytes.  Large
 tables hash their columns on a few threads (``hashlib`` releases the GIL).
 
-This module must not import ``_codec`` (which will import it); the column
-list below is checked against ``_codec.SCHEMA`` by the tests.
+This module must not import ``_format`` (which imports it); the column
+list below is checked against ``_format.SCHEMA`` by the tests.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ __all__ = ["COLUMNS", "DIGEST_VERSION", "column_pieces", "header", "logical_dige
 DIGEST_VERSION = "coldtier-logical-v1"
 
 #: ``(name, type label, nullable)`` of the digested columns, in digest order
-#: (the stored order of ``_codec.SCHEMA``).
+#: (the stored order of ``_format.SCHEMA``).
 COLUMNS: tuple[tuple[str, str, bool], ...] = (
     ("event_id", "string", False),
     ("event_type", "string", False),

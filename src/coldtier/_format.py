@@ -97,10 +97,10 @@ def footer(tenant_id: str, win: Window, events: int, part: int | None, parts: in
 #: (ids, payloads, timestamps) are near-unique, where a dictionary is built
 #: only to be abandoned.
 _DICTIONARY = ["event_type", "entity_id", "metadata", "version"]
-#: Sorted timestamps delta-encode to almost nothing; 36-byte ids keep only
-#: their bytes (no per-value length prefix).  arrow-rs (allsource-core),
-#: DuckDB and polars read both encodings.
-_ENCODINGS = {"timestamp": "DELTA_BINARY_PACKED", "event_id": "DELTA_LENGTH_BYTE_ARRAY"}
+#: Sorted timestamps delta-encode to almost nothing.  Ids stay PLAIN: fastparquet
+#: (and pandas/dask on it) cannot read DELTA_LENGTH_BYTE_ARRAY, and zstd takes
+#: back most of what the length prefixes cost.
+_ENCODINGS = {"timestamp": "DELTA_BINARY_PACKED"}
 #: Readers prune row groups by time; min/max of ids and payloads help no one.
 _STATISTICS = ["timestamp"]
 
