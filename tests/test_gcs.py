@@ -14,12 +14,11 @@ import coldtier
 from coldtier import ArchiveWriteError, InvalidRequest, PreconditionUnsupported
 from coldtier.backends.gcs import DEFAULT_MAX_OBJECT_BYTES, GCSStore
 from coldtier.store import metadata_name
-
-SHA256_METADATA = metadata_name("sha256")
 from coldtier.testing import ArchiveTests, make_events, window_of
 from tests._fakegcs import FakeGCS, HTTPBackdoor
 from tests.faultproxy import FaultProxy, Rule
 
+SHA256_METADATA = metadata_name("sha256")
 PREFIX = "cold/tier"
 UPLOAD = r"^/upload/storage/v1/b/[^/]+/o\?"
 
