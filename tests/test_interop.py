@@ -395,7 +395,7 @@ def test_row_groups_are_skipped_by_statistics() -> None:
     start, end = window_of(events)
     table = _validate.from_events("acme", _validate.window(start, end), events)
     ours = _format.encode(
-        table, _format.footer("acme", _validate.window(start, end), 1000, None, None), row_group_events=100
+        table, _format.footer("acme", _validate.window(start, end), 1000, None, None, digest=""), row_group_events=100
     )
     sink = pa.BufferOutputStream()
     pq.write_table(table.cast(ALLSOURCE_SCHEMA), sink, compression="snappy", row_group_size=100)

@@ -18,7 +18,7 @@ from .._archive import Progress
 from .._errors import IntegrityError
 from .._format import SCHEMA, UTC
 from .._types import ArchivedObject, Event
-from ..store import Entry, ObjectStore
+from ..store import Entry, ObjectStore, Stat
 from .faults import reading
 from .settings import Settings
 
@@ -58,6 +58,14 @@ class Reader:
     def get(self, key: str) -> bytes:
         with reading(self._store, f"reading {key}"):
             return self._store.get(key)
+
+    def stat(self, key: str) -> Stat:
+        with reading(self._store, f"looking up {key}"):
+            return self._store.stat(key)
+
+    @property
+    def keeps_metadata(self) -> bool:
+        return self._store.keeps_metadata
 
     # -- listing ---------------------------------------------------------------
 
@@ -100,15 +108,16 @@ class Reader:
     def read_object(self, obj: ArchivedObject, lo: datetime | None, hi: datetime | None) -> pa.Table:
         """The rows of ``obj`` in ``[lo, hi]`` as :data:`SCHEMA`, decoding only row groups that can hold them.
 
-        The bytes are checked against the digest in the name first, so a
-        damaged object is an :class:`IntegrityError`, never wrong events.
+        The object is checked against the digest in its name (see
+        :func:`coldtier._format.decode`), so a damaged object is an
+        :class:`IntegrityError`, never wrong events.
         """
         data = self.get(obj.key)
         where = f"{obj.key} in {self._store.description()}"
-        if obj.digest is not None and (actual := _format.digest_of(data)) != obj.digest:
-            raise IntegrityError(f"{where} is damaged: its content digest is {actual}; run verify")
         try:
-            return _format.decode(data, lo, hi)
+            return _format.decode(data, lo, hi, digest=obj.digest)
+        except _format.Damaged as exc:
+            raise IntegrityError(f"{where} is damaged: {exc}; run verify") from exc
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise IntegrityError(f"{where} is unreadable: {exc}") from exc
 

@@ -37,6 +37,17 @@ _INLINE_ROWS = 32_768
 
 
 @dataclass(frozen=True, slots=True)
+class _Encoded:
+    """One object ready to put: its key, bytes and both digests."""
+
+    key: str
+    data: bytes
+    sha256: str  # of the bytes: the store's transport checksum
+    digest: str  # logical (docs/FORMAT.md): the object's identity
+    events: int
+
+
+@dataclass(frozen=True, slots=True)
 class _Stored:
     key: str
     events: int
@@ -101,7 +112,8 @@ class Writer:
             return
         for index in pc.indices_nonzero(pc.greater(sizes, limit // 2)).to_pylist():
             row = table.slice(index, 1)
-            data = _format.encode(row, _format.footer(tenant, win, 1, None, None), **self._settings.encoding())
+            meta = _format.footer(tenant, win, 1, None, None, digest="")
+            data = _format.encode(row, meta, **self._settings.encoding())
             if len(data) > limit:
                 raise InvalidRequest(
                     f"event {row.column('event_id')[0].as_py()} encodes to {len(data)} bytes, more than "
@@ -135,10 +147,7 @@ class Writer:
             parts = list(_chunks(table, per))
             try:
                 if serial:
-                    results = [
-                        self._put_part(tenant, win, part.num_rows, *self._encode_numbered(tenant, win, parts, i))
-                        for i, part in enumerate(parts)
-                    ]
+                    results = [self._put(self._encode_numbered(tenant, win, parts, i)) for i in range(len(parts))]
                 else:
                     results, replacement = self._pipeline(tenant, win, parts, checks)
                     checks = ()
@@ -157,7 +166,7 @@ class Writer:
                 continue
             return _receipt(results)
 
-    def _encode_numbered(self, tenant: str, win: Window, parts: list[pa.Table], index: int) -> tuple[bytes, str]:
+    def _encode_numbered(self, tenant: str, win: Window, parts: list[pa.Table], index: int) -> _Encoded:
         numbered = len(parts) > 1
         part, parts_count = (index, len(parts)) if numbered else (None, None)
         return self._encode_part(tenant, win, parts[index], part, parts_count)
@@ -184,17 +193,17 @@ class Writer:
         written_count = 0
         stop = threading.Event()
 
-        def encode(index: int) -> tuple[bytes, str]:
+        def encode(index: int) -> _Encoded:
             with gate:
                 gate.wait_for(lambda: stop.is_set() or index < written_count + 2 * workers)
             if stop.is_set():
                 raise _Abandoned
             return self._encode_numbered(tenant, win, parts, index)
 
-        def write(index: int, data: bytes, sha256: str) -> _Stored:
+        def write(encoded: _Encoded) -> _Stored:
             nonlocal written_count
             try:
-                return self._put_part(tenant, win, parts[index].num_rows, data, sha256)
+                return self._put(encoded)
             finally:
                 with gate:
                     written_count += 1
@@ -210,8 +219,8 @@ class Writer:
             try:
                 replacement = _run_checks(checks, checkers)
                 if replacement is None:
-                    for index, future in enumerate(encoded):
-                        written.append(writers.submit(write, index, *future.result()))
+                    for future in encoded:
+                        written.append(writers.submit(write, future.result()))
             finally:
                 if len(written) < count:  # stopped early: release the encoders, keep no part
                     stop.set()
@@ -278,55 +287,72 @@ class Writer:
 
     def _store_stream_part(self, tenant: str, win: Window, table: pa.Table, part: int | None) -> _Stored:
         try:
-            data, sha256 = self._encode_part(tenant, win, table, part, None)
+            encoded = self._encode_part(tenant, win, table, part, None)
         except _TooLarge:
             raise ArchiveWriteError(
                 f"a part of {table.num_rows} events of the stream encodes to more than "
                 f"max_object_bytes={self._settings.max_object_bytes}; lower object_events (earlier parts "
                 "are stored, each complete)"
             ) from None
-        return self._put_part(tenant, win, table.num_rows, data, sha256)
+        return self._put(encoded)
 
     # -- one object ------------------------------------------------------------
 
     def _encode_part(
-        self, tenant: str, win: Window, table: pa.Table, part: int | None, parts: int | None
-    ) -> tuple[bytes, str]:
-        """One object's bytes and their SHA-256 (hashed once: key, checksum and confirmation)."""
-        meta = _format.footer(tenant, win, table.num_rows, part, parts)
+        self, tenant: str, call: Window, table: pa.Table, part: int | None, parts: int | None
+    ) -> _Encoded:
+        """One object: named by its logical digest and, for a part, by its own rows' window."""
+        digest = _format.logical_digest(table)
+        own = call if part is None else _format.part_window(table)
+        meta = _format.footer(
+            tenant, own, table.num_rows, part, parts, digest=digest, call=None if part is None else call
+        )
         data = _format.encode(table, meta, **self._settings.encoding())
         if len(data) > self._settings.max_object_bytes:
             raise _TooLarge
-        return data, hashlib.sha256(data).hexdigest()
+        key = _keys.object_key(tenant, own, digest[:16])
+        return _Encoded(key, data, hashlib.sha256(data).hexdigest(), digest, table.num_rows)
 
-    def _put_part(self, tenant: str, win: Window, events: int, data: bytes, sha256: str) -> _Stored:
-        key = _keys.object_key(tenant, win, sha256[:16])
-        with writing(self._store, f"storing {key}"):
-            created = self._store.put(key, data, sha256=sha256, metadata={})
-        if not created:
-            self._confirm(key, data, sha256)
-        return _Stored(key, events, len(data), created)
+    def _put(self, obj: _Encoded) -> _Stored:
+        with writing(self._store, f"storing {obj.key}"):
+            created = self._store.put(obj.key, obj.data, sha256=obj.sha256, metadata={"digest": obj.digest})
+        size = len(obj.data) if created else self._confirm(obj)
+        return _Stored(obj.key, obj.events, size, created)
 
-    def _confirm(self, key: str, data: bytes, sha256: str) -> None:
-        """The store refused our create: make sure what is there is what we wrote."""
+    def _confirm(self, obj: _Encoded) -> int:
+        """The store refused our create: make sure what is there holds the same events; its size.
+
+        By the logical digest kept in the store's metadata (one stat), else by
+        the stored object's footer.  A different writer version, codec or
+        row-group size wrote different bytes of the same events: that is the
+        same object.
+        """
         store = self._store
         try:
-            stat = store.stat(key)
-            stored = stat.sha256
-            if stat.size == len(data) and stored is None:
-                stored = hashlib.sha256(store.get(key)).hexdigest()
+            stat = store.stat(obj.key)
+            stored = stat.metadata.get("digest")
+            if stored is None:
+                stored = _stored_digest(store.get(obj.key))
         except ColdTierError:
             raise
         except Exception as exc:
             raise ArchiveWriteError(
-                f"{key} already exists in {store.description()} but could not be confirmed: {reason(exc)}"
+                f"{obj.key} already exists in {store.description()} but could not be confirmed: {reason(exc)}"
             ) from exc
-        if stat.size != len(data) or stored != sha256:
+        if stored != obj.digest:
             raise IntegrityError(
-                f"{key} already exists in {store.description()} with different content "
-                f"({stat.size} bytes, sha256 {stored}) than this batch ({len(data)} bytes, "
-                f"sha256 {sha256})"
+                f"{obj.key} already exists in {store.description()} with different content "
+                f"(logical digest {stored}) than this batch ({obj.digest})"
             )
+        return stat.size
+
+
+def _stored_digest(data: bytes) -> str | None:
+    """The logical digest a stored object's footer records; None if it has none or no footer."""
+    try:
+        return _format.read_footer(_format.open_parquet(data)).get("coldtier.digest")
+    except (pa.ArrowException, OSError, ValueError):
+        return None
 
 
 def _run_checks(checks: Sequence[Check], pool: ThreadPoolExecutor | None) -> pa.Table | None:
