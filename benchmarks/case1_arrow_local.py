@@ -9,6 +9,7 @@ is the encoder settings and which is the engine (parts encoded in parallel).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from datetime import UTC, datetime
 
@@ -16,7 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import coldtier
-from coldtier import _codec, _fsspec
+from coldtier import _format
+from coldtier._engine.settings import Settings
 
 from ._common import CPU, Row, interleave, median, sample_table, scratch
 
@@ -42,7 +44,7 @@ def write_table_durably(table: pa.Table, path: str, **options: object) -> None:
 
 def bare_options() -> dict[str, object]:
     """The codec and options a user would pass: coldtier's codec, level and row groups."""
-    d = _fsspec.DEFAULTS
+    d = dataclasses.asdict(Settings())
     return {
         "compression": d["compression"],
         "compression_level": d["compression_level"],
@@ -64,7 +66,7 @@ def run(quick: bool = False) -> list[Row]:
             receipt = coldtier.open_archive(str(d), **options).archive("acme", START, END, table)
             assert receipt.events == EVENTS
 
-    exact = {**_codec.writer_options(), "row_group_size": _fsspec.DEFAULTS["row_group_events"]}
+    exact = {**_format.writer_options(), "row_group_size": Settings().row_group_events}
     times = interleave(
         {
             "bare": lambda: bare(**bare_options()),
@@ -75,7 +77,7 @@ def run(quick: bool = False) -> list[Row]:
         reps,
     )
     base = median(times["bare"])
-    workers = _fsspec.DEFAULTS["workers"]
+    workers = Settings().workers
     rows = []
     for name, what, limit, label in (
         ("workers=1", "1M events, Arrow → local, workers=1", 1.10, "floor ≤ 1.10"),

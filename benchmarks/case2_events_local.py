@@ -13,7 +13,7 @@ import json
 import pyarrow as pa
 
 import coldtier
-from coldtier._codec import SCHEMA
+from coldtier._format import SCHEMA
 from coldtier.testing import make_events, window_of
 
 from ._common import Row, interleave, median, scratch

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from coldtier import _fsspec
+from coldtier._engine.settings import Settings
 
 from ._common import CPU, Row, interleave, median, sample_table
 from .case1_arrow_local import EVENTS, bare_options
@@ -33,7 +33,7 @@ def run(quick: bool = False) -> list[Row]:
         import moto.server
         import s3fs
 
-        import coldtier._s3
+        import coldtier.backends.s3
     except ImportError as exc:
         return [
             Row(
@@ -45,7 +45,7 @@ def run(quick: bool = False) -> list[Row]:
                 note=f"skipped: no S3 backend ({exc})",
             )
         ]
-    del moto, coldtier._s3  # only checked for
+    del moto, coldtier.backends.s3  # only checked for
     table = sample_table(EVENTS)
     reps = 3 if quick else 5
     server = subprocess.Popen(
@@ -108,7 +108,7 @@ def run(quick: bool = False) -> list[Row]:
         ("workers=1", "1M events, Arrow → S3 (moto), workers=1", 1.15, "floor ≤ 1.15"),
         (
             "defaults",
-            f"1M events, Arrow → S3 (moto), defaults (workers={_fsspec.DEFAULTS['workers']})",
+            f"1M events, Arrow → S3 (moto), defaults (workers={Settings().workers})",
             0.85,
             "target ≤ 0.85",
         ),

@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import coldtier
-from coldtier import _codec
-from coldtier._jsonl import load_events
+from coldtier import _format, _validate
+from coldtier.jsonl import load_events
 
 from ._common import Row, sample_table, scratch
 
@@ -44,8 +44,8 @@ def run(quick: bool = False) -> list[Row]:
         for (tenant, day), group in sorted(batches.items()):
             end = day + timedelta(days=1) - US
             ours += archive.archive(tenant, day, end, group).bytes
-            win = _codec.window(day, end)
-            theirs += snappy_bytes(_codec.sort_events(_codec.from_events(tenant, win, group)))
+            win = _validate.window(day, end)
+            theirs += snappy_bytes(_format.sort_events(_validate.from_events(tenant, win, group)))
             events += len(group)
     rows.append(
         Row(

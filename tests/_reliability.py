@@ -12,7 +12,6 @@ its rows.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -22,6 +21,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from coldtier import SCHEMA
+from coldtier._digest import logical_digest
 
 __all__ = [
     "FIGURES_PATH",
@@ -124,7 +129,11 @@ class StoreCheck:
 
 
 def check_store(backdoor: Backdoor, ignore_prefix: str = "_coldtier~") -> StoreCheck:
-    """Hash every object under a final key against the digest in its name."""
+    """Check every object under a final key against the digest in its name.
+
+    Format 2: the object must decode (pyarrow, outside coldtier's read path)
+    and its events must have the logical digest its name starts with.
+    """
     check = StoreCheck()
     for key in backdoor.list_keys():
         if key.startswith(ignore_prefix):
@@ -135,6 +144,15 @@ def check_store(backdoor: Backdoor, ignore_prefix: str = "_coldtier~") -> StoreC
             check.other.append(key)
             continue
         check.final.append(key)
-        if hashlib.sha256(backdoor.get(key)).hexdigest()[:16] != m["digest"]:
+        if _events_digest(backdoor.get(key)) != m["digest"]:
             check.partial.append(key)
     return check
+
+
+def _events_digest(data: bytes) -> str | None:
+    """The first 16 digits of the logical digest of an object's events; None if it does not decode."""
+    try:
+        table = pq.read_table(pa.BufferReader(data), use_threads=False)
+        return logical_digest(table.select(list(SCHEMA.names)).cast(SCHEMA))[:16]
+    except (pa.ArrowException, OSError, ValueError):
+        return None

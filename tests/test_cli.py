@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import coldtier
-from coldtier import _codec
+from coldtier import _validate
 from coldtier.testing import make_events, window_of
 from tests._moto import CREDENTIALS
 
@@ -252,7 +252,7 @@ def test_allsource_named_objects(target: Target) -> None:
     """Files named as allsource-core names them (no digest) are listed, read and verified."""
     events = make_events("acme", 50)
     start, end = window_of(events)
-    table = _codec.from_events("acme", _codec.window(start, end), events)
+    table = _validate.from_events("acme", _validate.window(start, end), events)
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="snappy")
     name = f"archive.acme.{start:%Y-%m-%dT%H%M%SZ}-{end:%Y-%m-%dT%H%M%SZ}.parquet"
@@ -371,14 +371,15 @@ def test_probe_reports_a_store_that_overwrites(tmp_path: Path) -> None:
     plugin = tmp_path / "plugin"
     plugin.mkdir()
     (plugin / "overwriting_backend.py").write_text(
-        "from coldtier._local import LocalArchive\n"
-        "class Overwriting(LocalArchive):\n"
+        "from coldtier.backends.local import LocalStore\n"
+        "class Overwriting(LocalStore):\n"
         "    scheme = 'overwrite'\n"
         "    @classmethod\n"
-        "    def _from_parsed(cls, parsed):\n"
-        "        return cls(parsed.path, **parsed.options)\n"
-        "    def _create(self, path, data, sha256):\n"
+        "    def from_location(cls, location):\n"
+        "        return cls(location.path)\n"
+        "    def put(self, key, data, *, sha256, metadata, lock=True):\n"
         "        import os\n"
+        "        path = self.path(key)\n"
         "        os.makedirs(os.path.dirname(path), exist_ok=True)\n"
         "        with open(path, 'wb') as f:\n"
         "            f.write(data)\n"
@@ -408,7 +409,7 @@ def test_backends_lists_every_builtin_scheme() -> None:
     for scheme in ("file://", "memory://", "s3://", "r2://", "gs://", "gcs://"):
         assert any(line.startswith(scheme) and line.endswith("ok") for line in human.out.splitlines()), scheme
     machine = coldtier_cli("backends", "--json")
-    assert {row["scheme"]: row["target"] for row in machine.json()}["file"] == "coldtier._local:LocalArchive"
+    assert {row["scheme"]: row["target"] for row in machine.json()}["file"] == "coldtier.backends.local:LocalStore"
 
 
 def test_help_and_version() -> None:

@@ -12,11 +12,13 @@ from google.oauth2.credentials import Credentials
 
 import coldtier
 from coldtier import ArchiveWriteError, InvalidRequest, PreconditionUnsupported
-from coldtier._gcs import DEFAULT_MAX_OBJECT_BYTES, SHA256_METADATA, GCSArchive
+from coldtier.backends.gcs import DEFAULT_MAX_OBJECT_BYTES, GCSStore
+from coldtier.store import metadata_name
 from coldtier.testing import ArchiveTests, make_events, window_of
 from tests._fakegcs import FakeGCS, HTTPBackdoor
 from tests.faultproxy import FaultProxy, Rule
 
+SHA256_METADATA = metadata_name("sha256")
 PREFIX = "cold/tier"
 UPLOAD = r"^/upload/storage/v1/b/[^/]+/o\?"
 
@@ -37,9 +39,9 @@ def test_gcs_scheme_is_the_same_backend(fake_gcs: FakeGCS, gcs_bucket: str) -> N
     start, end = window_of(events)
     gcs = coldtier.open_archive(f"gcs://{gcs_bucket}?endpoint_url={fake_gcs.url}")
     gs = coldtier.open_archive(f"gs://{gcs_bucket}", endpoint_url=fake_gcs.url)
-    assert type(gcs) is type(gs) is GCSArchive
+    assert type(gcs.store) is type(gs.store) is GCSStore  # type: ignore[attr-defined]
     assert gcs.description() == f"gcs://{gcs_bucket}"
-    assert gs._max_object_bytes == DEFAULT_MAX_OBJECT_BYTES  # one request per object
+    assert gs._settings.max_object_bytes == DEFAULT_MAX_OBJECT_BYTES  # type: ignore[attr-defined]
     receipt = gcs.archive("acme", start, end, events)
     assert gs.archive("acme", start, end, events).keys == receipt.keys
     assert gs.read("acme").num_rows == 20
@@ -96,9 +98,9 @@ def proxy(fake_gcs: FakeGCS) -> Iterator[FaultProxy]:
 
 
 @pytest.fixture
-def via_proxy(proxy: FaultProxy, gcs_bucket: str) -> GCSArchive:
+def via_proxy(proxy: FaultProxy, gcs_bucket: str) -> coldtier.Archive:
     archive = coldtier.open_archive(f"gs://{gcs_bucket}/{PREFIX}", endpoint_url=proxy.url)
-    assert isinstance(archive, GCSArchive)
+    assert isinstance(archive.store, GCSStore)  # type: ignore[attr-defined]
     return archive
 
 
@@ -107,7 +109,7 @@ def _uploads(proxy: FaultProxy) -> list[int | None]:
 
 
 def test_lost_response_to_a_successful_upload_still_succeeds(
-    proxy: FaultProxy, via_proxy: GCSArchive, fake_gcs: FakeGCS, gcs_bucket: str
+    proxy: FaultProxy, via_proxy: coldtier.Archive, fake_gcs: FakeGCS, gcs_bucket: str
 ) -> None:
     proxy.add(Rule(action="drop", method="POST", path=UPLOAD, times=1))
     events = make_events("acme", 50)
@@ -120,7 +122,7 @@ def test_lost_response_to_a_successful_upload_still_succeeds(
 
 @pytest.mark.parametrize("status", [503, 429])
 def test_burst_of_errors_is_retried(
-    proxy: FaultProxy, via_proxy: GCSArchive, fake_gcs: FakeGCS, gcs_bucket: str, status: int
+    proxy: FaultProxy, via_proxy: coldtier.Archive, fake_gcs: FakeGCS, gcs_bucket: str, status: int
 ) -> None:
     proxy.add(Rule(action="status", method="POST", path=UPLOAD, status=status, times=2))
     events = make_events("acme", 50)
@@ -130,7 +132,7 @@ def test_burst_of_errors_is_retried(
 
 
 def test_connection_reset_mid_upload_is_retried(
-    proxy: FaultProxy, via_proxy: GCSArchive, fake_gcs: FakeGCS, gcs_bucket: str
+    proxy: FaultProxy, via_proxy: coldtier.Archive, fake_gcs: FakeGCS, gcs_bucket: str
 ) -> None:
     proxy.add(Rule(action="reset", method="POST", path=UPLOAD, times=1))
     events = make_events("acme", 50)
@@ -140,7 +142,7 @@ def test_connection_reset_mid_upload_is_retried(
 
 
 def test_permanent_503_fails_fast_and_stores_nothing(
-    proxy: FaultProxy, via_proxy: GCSArchive, fake_gcs: FakeGCS, gcs_bucket: str
+    proxy: FaultProxy, via_proxy: coldtier.Archive, fake_gcs: FakeGCS, gcs_bucket: str
 ) -> None:
     proxy.add(Rule(action="status", method="POST", path=UPLOAD, status=503, times=None))
     events = make_events("acme", 50)
@@ -150,12 +152,12 @@ def test_permanent_503_fails_fast_and_stores_nothing(
     elapsed = time.monotonic() - began
     assert elapsed < 10, elapsed
     assert "keep the originals" in str(info.value)
-    assert _uploads(proxy) == [503] * GCSArchive.upload_attempts
+    assert _uploads(proxy) == [503] * GCSStore.upload_attempts
     assert HTTPBackdoor(fake_gcs, gcs_bucket, PREFIX).list_keys() == []
 
 
 def test_probe_passes_through_the_proxy_and_fails_without_the_precondition(
-    proxy: FaultProxy, via_proxy: GCSArchive, fake_gcs: FakeGCS, gcs_bucket: str
+    proxy: FaultProxy, via_proxy: coldtier.Archive, fake_gcs: FakeGCS, gcs_bucket: str
 ) -> None:
     via_proxy.probe()
     assert _uploads(proxy) == [200, 412]

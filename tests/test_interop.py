@@ -28,9 +28,10 @@ import s3fs
 from fsspec.implementations.memory import MemoryFileSystem
 
 import coldtier
-from coldtier import _codec
-from coldtier._fsspec import FsspecArchive, _row_groups
+from coldtier import _format, _validate
+from coldtier._format import _row_groups
 from coldtier.jsonl import load_events
+from coldtier.store import Entry, Location, ObjectStore, Stat
 from coldtier.testing import make_events, window_of
 from tests._moto import CREDENTIALS
 
@@ -54,7 +55,7 @@ def run_recipe(name: str, **given: Any) -> dict[str, Any]:
 def allsource_bytes(events: list[coldtier.Event], *, schema: pa.Schema | None = None) -> bytes:
     """An object as allsource-core writes it: same columns, snappy, no coldtier footer."""
     start, end = window_of(events)
-    table = _codec.from_events(events[0].tenant_id, _codec.window(start, end), events)
+    table = _validate.from_events(events[0].tenant_id, _validate.window(start, end), events)
     if schema is not None:
         table = table.cast(schema)
     sink = pa.BufferOutputStream()
@@ -67,7 +68,7 @@ def allsource_key(tenant: str, start: datetime, end: datetime) -> str:
 
 
 #: allsource-core's columns as arrow-rs declares them (everything nullable).
-ALLSOURCE_SCHEMA = pa.schema([(f.name, f.type) for f in _codec.SCHEMA])
+ALLSOURCE_SCHEMA = pa.schema([(f.name, f.type) for f in _format.SCHEMA])
 
 
 def sample_batches() -> dict[tuple[str, datetime], list[coldtier.Event]]:
@@ -253,7 +254,7 @@ def test_allsource_files_are_listed_read_and_verified(
     assert all(o.digest is None for o in objs)
     table = archive.read("acme")
     assert table.column("event_id").to_pylist() == [str(e.id) for e in events]
-    assert table.schema.remove_metadata() == _codec.SCHEMA.append(
+    assert table.schema.remove_metadata() == _format.SCHEMA.append(
         pa.field("tenant_id", pa.string(), nullable=False)
     )
     assert list(archive.events("acme", events[500].timestamp, events[1500].timestamp)) == events[500:1501]
@@ -317,26 +318,55 @@ class CountingFS(MemoryFileSystem):
         return super().cat_file(path, start=start, end=end, **kwargs)
 
 
-class CountingArchive(FsspecArchive):
-    """A minimal third-party backend on :class:`CountingFS`."""
+class CountingStore(ObjectStore):
+    """A minimal third-party backend on :class:`CountingFS`, written against ``coldtier.store`` only."""
 
     scheme = "counting"
 
-    def __init__(self, name: str, **options: Any) -> None:
-        fs = CountingFS(skip_instance_cache=True)
-        super().__init__(fs, f"/{name}", description=f"counting://{name}", **options)
-        self.fs = fs
+    def __init__(self, name: str) -> None:
+        self.fs = CountingFS(skip_instance_cache=True)
+        self.root = f"/{name}"
 
-    def _create(self, path: str, data: bytes, sha256: str) -> bool:
+    @classmethod
+    def from_location(cls, location: Location) -> CountingStore:
+        return cls(location.netloc + location.path)
+
+    def description(self) -> str:
+        return f"counting:/{self.root}"
+
+    def put(self, key: str, data: bytes, *, sha256: str, metadata: Any, lock: bool = True) -> bool:
+        path = f"{self.root}/{key}"
         if self.fs.exists(path):
             return False
         self.fs.pipe_file(path, data)
         return True
 
+    def stat(self, key: str) -> Stat:
+        return Stat(size=int(self.fs.info(f"{self.root}/{key}")["size"]))
+
+    def get(self, key: str) -> bytes:
+        data: bytes = self.fs.cat_file(f"{self.root}/{key}")
+        return data
+
+    def list(self, prefix: str) -> list[Entry]:
+        try:
+            found = self.fs.ls(f"{self.root}/{prefix}".rstrip("/"), detail=True)
+        except FileNotFoundError:
+            return []
+        return [
+            Entry(e["name"][len(self.root) + 1 :], int(e.get("size") or 0), e["type"] == "directory")
+            for e in found
+        ]
+
+    def delete(self, key: str) -> None:
+        self.fs.rm_file(f"{self.root}/{key}")
+
 
 def test_a_day_read_lists_only_earlier_months_and_fetches_one_object() -> None:
     name = f"scale-{uuid.uuid4().hex[:8]}"
-    archive = CountingArchive(name, workers=1)
+    coldtier.register_backend("counting", CountingStore, clobber=True)
+    archive = coldtier.open_archive(f"counting://{name}?workers=1")
+    store = archive.store  # type: ignore[attr-defined]
     first = datetime(2024, 1, 1, tzinfo=UTC)
     for n in range(182):  # January to June, one object a day
         day = first + timedelta(days=n)
@@ -349,13 +379,13 @@ def test_a_day_read_lists_only_earlier_months_and_fetches_one_object() -> None:
     )
     archive.archive("acme", *window_of(crossing), crossing)
 
-    archive.fs.calls.clear()
+    store.fs.calls.clear()
     day = datetime(2024, 2, 1, tzinfo=UTC)
     table = archive.read("acme", day, day + timedelta(days=1) - MICROSECOND)
     assert table.num_rows == 5 + 3  # the day's batch and three hours of the crossing one
-    listed = sorted(path for op, path in archive.fs.calls if op == "ls")
+    listed = sorted(path for op, path in store.fs.calls if op == "ls")
     assert listed == [f"/{name}/acme", f"/{name}/acme/2024-01", f"/{name}/acme/2024-02"]
-    fetched = [path.rsplit("/", 1)[-1] for op, path in archive.fs.calls if op == "cat"]
+    fetched = [path.rsplit("/", 1)[-1] for op, path in store.fs.calls if op == "cat"]
     assert sorted(fetched) == sorted(o.key.rsplit("/", 1)[-1] for o in archive.objects("acme", day, day))
     assert len(fetched) == 2
 
@@ -363,9 +393,9 @@ def test_a_day_read_lists_only_earlier_months_and_fetches_one_object() -> None:
 def test_row_groups_are_skipped_by_statistics() -> None:
     events = make_events("acme", 1000, step=timedelta(seconds=1))
     start, end = window_of(events)
-    table = _codec.from_events("acme", _codec.window(start, end), events)
-    ours = _codec.encode(
-        table, _codec.footer("acme", _codec.window(start, end), 1000, None, None), row_group_events=100
+    table = _validate.from_events("acme", _validate.window(start, end), events)
+    ours = _format.encode(
+        table, _format.footer("acme", _validate.window(start, end), 1000, None, None, digest=""), row_group_events=100
     )
     sink = pa.BufferOutputStream()
     pq.write_table(table.cast(ALLSOURCE_SCHEMA), sink, compression="snappy", row_group_size=100)

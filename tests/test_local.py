@@ -21,6 +21,7 @@ class TestLocal(ArchiveTests):
     @pytest.fixture
     def make_archive(self, tmp_path: Path):
         root = tmp_path / "archive"
+        root.mkdir()  # an archive's root exists (a missing one is ArchiveNotFound), as a bucket does
         return lambda **options: coldtier.open_archive(str(root), **options)
 
     @pytest.fixture
@@ -33,6 +34,7 @@ class TestLocalFileURL(TestLocal):
 
     @pytest.fixture
     def make_archive(self, tmp_path: Path):
+        (tmp_path / "archive").mkdir()
         url = (tmp_path / "archive").as_uri()
         return lambda **options: coldtier.open_archive(url, **options)
 
@@ -80,6 +82,7 @@ KILLED_WRITER = textwrap.dedent(
 def test_killed_writer_leaves_no_partial_object(tmp_path: Path, delay: float) -> None:
     """SIGKILL mid-archive: every object under a final key is complete and named by its hash."""
     root = tmp_path / "archive"
+    root.mkdir()  # the archive's root exists before the writer starts (a missing one is ArchiveNotFound)
     with subprocess.Popen(
         [sys.executable, "-c", KILLED_WRITER, str(root)], stdout=subprocess.PIPE, text=True
     ) as proc:

@@ -52,7 +52,7 @@ def test_puts_are_signed_for_region_auto_with_only_our_checksum(moto_url: str, f
 )
 def test_endpoint_from_account_and_jurisdiction(options: dict[str, str], host: str) -> None:
     archive: Any = coldtier.open_archive("r2://bucket/prefix", **options)
-    assert archive._fs.endpoint_url == f"https://{host}.r2.cloudflarestorage.com"
+    assert archive.store._fs.endpoint_url == f"https://{host}.r2.cloudflarestorage.com"
     assert archive.description() == "r2://bucket/prefix"
     assert options["account_id"] not in repr(archive)
 

@@ -13,8 +13,8 @@ import pytest
 
 import coldtier
 from coldtier import _registry
-from coldtier._local import LocalArchive
-from coldtier._memory import MemoryArchive
+from coldtier.backends.local import LocalStore
+from coldtier.backends.memory import MemoryStore
 
 
 @pytest.fixture(autouse=True)
@@ -28,11 +28,11 @@ def _clean_registry() -> Iterator[None]:
 
 def test_builtins_are_listed() -> None:
     backends = coldtier.available_backends()
-    assert backends["file"] == "coldtier._local:LocalArchive"
-    assert backends["memory"] == "coldtier._memory:MemoryArchive"
-    assert backends["s3"] == "coldtier._s3:S3Archive"
-    assert backends["r2"] == "coldtier._s3:R2Archive"
-    assert backends["gs"] == backends["gcs"] == "coldtier._gcs:GCSArchive"
+    assert backends["file"] == "coldtier.backends.local:LocalStore"
+    assert backends["memory"] == "coldtier.backends.memory:MemoryStore"
+    assert backends["s3"] == "coldtier.backends.s3:S3Store"
+    assert backends["r2"] == "coldtier.backends.s3:R2Store"
+    assert backends["gs"] == backends["gcs"] == "coldtier.backends.gcs:GCSStore"
     with pytest.raises(TypeError):
         backends["x"] = "y"  # type: ignore[index]
 
@@ -72,25 +72,30 @@ def test_unknown_scheme_lists_known_ones() -> None:
     assert "azure://" in str(info.value) and "s3://" in str(info.value) and "file://" in str(info.value)
 
 
+def store_of(archive: coldtier.Archive) -> object:
+    """The ObjectStore under an archive ``open_archive`` built."""
+    return archive.store  # type: ignore[attr-defined]
+
+
 def test_bare_paths_and_file_urls_are_local(tmp_path: Path) -> None:
-    assert isinstance(coldtier.open_archive(str(tmp_path)), LocalArchive)
-    assert isinstance(coldtier.open_archive("relative/dir"), LocalArchive)
-    assert isinstance(coldtier.open_archive(tmp_path.as_uri()), LocalArchive)
-    assert isinstance(coldtier.open_archive("memory://x"), MemoryArchive)
+    assert isinstance(store_of(coldtier.open_archive(str(tmp_path))), LocalStore)
+    assert isinstance(store_of(coldtier.open_archive("relative/dir")), LocalStore)
+    assert isinstance(store_of(coldtier.open_archive(tmp_path.as_uri())), LocalStore)
+    assert isinstance(store_of(coldtier.open_archive("memory://x")), MemoryStore)
 
 
-class Custom(MemoryArchive):
+class Custom(MemoryStore):
     scheme = "custom"
 
 
 def test_register_backend_and_clobber() -> None:
     coldtier.register_backend("custom", Custom)
     assert coldtier.available_backends()["custom"].endswith(":Custom")
-    assert isinstance(coldtier.open_archive("custom://name"), Custom)
+    assert isinstance(store_of(coldtier.open_archive("custom://name")), Custom)
     with pytest.raises(coldtier.InvalidRequest, match="already registered"):
         coldtier.register_backend("custom", Custom)
-    coldtier.register_backend("custom", "coldtier._memory:MemoryArchive", clobber=True)
-    assert type(coldtier.open_archive("custom://name")) is MemoryArchive
+    coldtier.register_backend("custom", "coldtier.backends.memory:MemoryStore", clobber=True)
+    assert type(store_of(coldtier.open_archive("custom://name"))) is MemoryStore
 
 
 @pytest.mark.parametrize("scheme", ["", "S3", "1abc", "a b", "a/b", None])
@@ -107,12 +112,12 @@ def test_register_backend_refuses_non_archive() -> None:
 def test_entry_point_backends_are_discovered_lazily() -> None:
     _registry._reset_entry_points(
         [
-            EntryPoint("plugin", "coldtier._memory:MemoryArchive", _registry.GROUP),
+            EntryPoint("plugin", "coldtier.backends.memory:MemoryStore", _registry.GROUP),
             EntryPoint("broken", "no_such_module_xyz:Archive", _registry.GROUP),
         ]
     )
-    assert coldtier.available_backends()["plugin"] == "coldtier._memory:MemoryArchive"
-    assert isinstance(coldtier.open_archive("plugin://p"), MemoryArchive)
+    assert coldtier.available_backends()["plugin"] == "coldtier.backends.memory:MemoryStore"
+    assert isinstance(store_of(coldtier.open_archive("plugin://p")), MemoryStore)
     with pytest.raises(coldtier.MissingDependency, match="broken://"):
         coldtier.open_archive("broken://p")
 

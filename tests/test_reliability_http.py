@@ -71,7 +71,7 @@ def wire(request: pytest.FixtureRequest) -> Iterator[Wire]:
                 3,
             )
     else:
-        from coldtier._gcs import GCSArchive
+        from coldtier.backends.gcs import GCSStore
         from tests._fakegcs import HTTPBackdoor
 
         server = request.getfixturevalue("fake_gcs")
@@ -86,7 +86,7 @@ def wire(request: pytest.FixtureRequest) -> Iterator[Wire]:
                 "POST",
                 GCS_UPLOAD,
                 {},
-                GCSArchive.upload_attempts,
+                GCSStore.upload_attempts,
             )
 
 

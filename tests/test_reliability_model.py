@@ -71,6 +71,7 @@ def locations(
 
         def make() -> Location:
             root = base / uuid.uuid4().hex
+            root.mkdir()  # an archive's root exists, as a bucket does
             return Location(
                 backend,
                 lambda **o: coldtier.open_archive(str(root), **o),

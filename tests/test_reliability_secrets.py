@@ -176,8 +176,8 @@ def test_credentials_never_come_back_out(
     texts += [str(p) for p in bad.problems]
     missing = spec.missing(proxy.url)
     failing(lambda: coldtier.open_archive(missing, **spec.options).archive("acme", *window, events))
-    # (Reading a bucket that does not exist finds nothing rather than failing.)
-    texts.append(repr(coldtier.open_archive(missing, **spec.options).verify()))
+    # Reading a bucket that does not exist is ArchiveNotFound, never "an empty archive".
+    failing(lambda: coldtier.open_archive(missing, **spec.options).verify())
     failing(lambda: coldtier.open_archive("http://127.0.0.1:1/x", **spec.options))
 
     records = _record_texts(_records(caplog))

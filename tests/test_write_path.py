@@ -22,7 +22,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import coldtier
-from coldtier import _codec
+from coldtier import _format, _validate
+from coldtier._validate import arrow as _arrow_input
 from coldtier.testing import make_events, window_of
 from coldtier.testing._data import make_table
 
@@ -47,8 +48,8 @@ def reference(events: list[coldtier.Event]) -> list[dict[str, Any]]:
 
 
 def converted(events: list[coldtier.Event]) -> list[dict[str, Any]]:
-    table = _codec.from_events("acme", _codec.window(*window_of(events)), events)
-    assert table.schema == _codec.SCHEMA
+    table = _validate.from_events("acme", _validate.window(*window_of(events)), events)
+    assert table.schema == _format.SCHEMA
     rows = table.to_pylist()
     for row in rows:
         row["timestamp"] = (row["timestamp"].replace(tzinfo=UTC) - EPOCH) // US
@@ -96,7 +97,7 @@ def test_the_first_offending_event_is_named_across_checks() -> None:
     events[3] = replace(events[3], version=-1)
     events[6] = replace(events[6], tenant_id="acme-eu")
     with pytest.raises(coldtier.InvalidRequest, match="#3"):
-        _codec.from_events("acme", _codec.window(start, end), events)
+        _validate.from_events("acme", _validate.window(start, end), events)
 
 
 def test_duplicates_are_found_without_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -104,15 +105,15 @@ def test_duplicates_are_found_without_numpy(monkeypatch: pytest.MonkeyPatch) -> 
     ids = table.column("event_id").to_pylist()
     ids[700] = ids[12].upper()  # the same UUID, in upper case
     table = table.set_column(0, "event_id", pa.array(ids))
-    win = _codec.window(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 2, tzinfo=UTC))
+    win = _validate.window(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 2, tzinfo=UTC))
     with pytest.raises(coldtier.InvalidRequest, match=r"#700 .* #12 "):
-        _codec.from_arrow("acme", win, table)
+        _validate.from_arrow("acme", win, table)
     unique = make_table(1000)
     monkeypatch.setitem(sys.modules, "numpy", None)  # import numpy now fails
-    assert not _codec._surely_unique(table.column("event_id"))
+    assert not _arrow_input._surely_unique(table.column("event_id"))
     with pytest.raises(coldtier.InvalidRequest, match=r"#700 .* #12 "):
-        _codec.from_arrow("acme", win, table)
-    assert _codec.from_arrow("acme", win, unique).num_rows == 1000
+        _validate.from_arrow("acme", win, table)
+    assert _validate.from_arrow("acme", win, unique).num_rows == 1000
 
 
 def test_hashed_uniqueness_sees_every_byte() -> None:
@@ -120,8 +121,8 @@ def test_hashed_uniqueness_sees_every_byte() -> None:
     variants = [base] + [
         base[:i] + ("0" if base[i] != "0" else "1") + base[i + 1 :] for i in range(36) if base[i] != "-"
     ]
-    assert _codec._surely_unique(pa.chunked_array([pa.array(variants[:10]), pa.array(variants[10:])]))
-    assert not _codec._surely_unique(pa.chunked_array([pa.array(variants), pa.array([variants[17]])]))
+    assert _arrow_input._surely_unique(pa.chunked_array([pa.array(variants[:10]), pa.array(variants[10:])]))
+    assert not _arrow_input._surely_unique(pa.chunked_array([pa.array(variants), pa.array([variants[17]])]))
 
 
 def test_objects_are_deterministic_and_readable_elsewhere(tmp_path: Path) -> None:
@@ -138,7 +139,7 @@ def test_objects_are_deterministic_and_readable_elsewhere(tmp_path: Path) -> Non
     assert keys[1] == keys[3] and len(keys[1]) == 2
     path = tmp_path / "w1" / keys[1][0]
     meta = pq.ParquetFile(path).metadata
-    assert meta.schema.to_arrow_schema().names == _codec.SCHEMA.names
+    assert meta.schema.to_arrow_schema().names == _format.SCHEMA.names
     encodings = meta.row_group(0).column(4).encodings
     assert "DELTA_BINARY_PACKED" in encodings
     got = pq.read_table(path)
@@ -172,17 +173,17 @@ def test_ids_checked_while_parts_encode_hold_back_every_write(tmp_path: Path) ->
 def test_whole_buffer_uuid_match_agrees_with_the_row_regex() -> None:
     table = make_table(2000)
     ids = table.column("event_id").to_pylist()
-    win = _codec.window(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 2, tzinfo=UTC))
+    win = _validate.window(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 2, tzinfo=UTC))
     sliced = pa.concat_tables([table.slice(3, 900), table.slice(903, 1097)])  # chunks at offsets
     assert sliced.column("event_id").num_chunks == 2
-    assert _codec._all_canonical_uuids(_codec.conform_arrow("acme", win, sliced).column("event_id"))
-    assert _codec.from_arrow("acme", win, sliced).column("event_id").to_pylist() == ids[3:]
+    assert _arrow_input._all_canonical_uuids(_validate.conform_arrow("acme", win, sliced).column("event_id"))
+    assert _validate.from_arrow("acme", win, sliced).column("event_id").to_pylist() == ids[3:]
     moved = ids[1500][:8] + ids[1500][9] + "-" + ids[1500][10:]  # 36 bytes, dash one place late
     for bad in (moved, ids[1500][:35] + "g", ids[1500][:35] + "é"[:1]):
         column = pa.chunked_array([ids[:1000], [*ids[1000:1500], bad, *ids[1501:]]])
-        assert not _codec._all_canonical_uuids(column)
+        assert not _arrow_input._all_canonical_uuids(column)
         with pytest.raises(coldtier.InvalidRequest, match="#1500"):
-            _codec.from_arrow("acme", win, table.set_column(0, "event_id", column))
+            _validate.from_arrow("acme", win, table.set_column(0, "event_id", column))
 
 
 @pytest.mark.parametrize("resolution_us", [1, 1_000_000, 10**12])
@@ -194,10 +195,10 @@ def test_sort_events_agrees_with_a_full_sort(resolution_us: int) -> None:
     table = table.set_column(4, "timestamp", coarse.cast(pa.timestamp("us")))
     keys = [("timestamp", "ascending"), ("event_id", "ascending")]
     want = table.sort_by(keys)
-    assert _codec.sort_events(table).equals(want)  # time order, ties unordered (or no ties)
-    assert _codec.sort_events(want) is want  # already in order: returned as is
+    assert _format.sort_events(table).equals(want)  # time order, ties unordered (or no ties)
+    assert _format.sort_events(want) is want  # already in order: returned as is
     shuffled = table.take(pa.array(list(range(4999, -1, -1))))
-    assert _codec.sort_events(shuffled).equals(want)
+    assert _format.sort_events(shuffled).equals(want)
 
 
 def test_a_failing_store_fails_the_batch_without_hanging(tmp_path: Path) -> None:
@@ -254,7 +255,7 @@ def test_json_check_accepts_exactly_what_orjson_parses(
 ) -> None:
     if not fast:
         monkeypatch.setitem(sys.modules, "msgspec", None)
-    win = _codec.window(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 2, tzinfo=UTC))
+    win = _validate.window(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 2, tzinfo=UTC))
     base = make_table(70_000)  # over one 65,536-value slice
     for text in JSON_TEXTS:
         try:
@@ -269,7 +270,7 @@ def test_json_check_accepts_exactly_what_orjson_parses(
                 base.schema.get_field_index(column), column, pa.array(values, pa.string())
             )
             if valid:
-                assert _codec.from_arrow("acme", win, table).num_rows == 70_000, text[:30]
+                assert _validate.from_arrow("acme", win, table).num_rows == 70_000, text[:30]
             else:
                 with pytest.raises(coldtier.InvalidRequest, match=f"#{row} .*{column} is not JSON"):
-                    _codec.from_arrow("acme", win, table)
+                    _validate.from_arrow("acme", win, table)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from ._archive import Archive
 from ._errors import (
+    ArchiveNotFound,
+    ArchiveReadError,
     ArchiveWriteError,
     ColdTierError,
     IntegrityError,
@@ -23,13 +25,16 @@ from ._errors import (
     PreconditionUnsupported,
     UnknownBackend,
 )
-from ._registry import available_backends, open_archive, register_backend
+from ._format import SCHEMA
+from ._registry import available_backends, load_backend, open_archive, register_backend
 from ._types import ArchivedObject, Event, Problem, Receipt, VerifyReport
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Archive",
+    "ArchiveNotFound",
+    "ArchiveReadError",
     "ArchiveWriteError",
     "ArchivedObject",
     "ColdTierError",
@@ -40,10 +45,12 @@ __all__ = [
     "PreconditionUnsupported",
     "Problem",
     "Receipt",
+    "SCHEMA",
     "UnknownBackend",
     "VerifyReport",
     "__version__",
     "available_backends",
+    "load_backend",
     "open_archive",
     "register_backend",
 ]

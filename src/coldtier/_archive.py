@@ -15,9 +15,11 @@ import pyarrow as pa
 
 from ._types import ArchivedObject, Event, Receipt, VerifyReport
 
-__all__ = ["Archive", "EventsInput"]
+__all__ = ["Archive", "EventsInput", "Progress"]
 
 EventsInput: TypeAlias = Iterable[Event] | pa.Table | pa.RecordBatchReader
+#: ``progress(done_bytes, total_bytes)``: how far a read or verify has come.
+Progress: TypeAlias = Callable[[int, int], None]
 
 
 class Archive(abc.ABC):
@@ -60,25 +62,71 @@ class Archive(abc.ABC):
         """Objects of ``tenant_id`` whose window overlaps ``[start, end]``, oldest first."""
 
     @abc.abstractmethod
-    def read(self, tenant_id: str, start: datetime | None = None, end: datetime | None = None) -> pa.Table:
+    def read(
+        self,
+        tenant_id: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> pa.Table:
         """Events with ``start <= timestamp <= end``, each event id once.
 
         Sorted by ``(timestamp, event_id)``; the stored columns plus ``tenant_id``.
+        Reads only objects whose named window overlaps.  ``progress(done_bytes,
+        total_bytes)``, if given, is called once before the first object is
+        read and after each one (from worker threads).
         """
+
+    def read_tables(
+        self,
+        tenant_id: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> Iterator[pa.Table]:
+        """The selection of :meth:`read` as a stream of tables, in time order, each event once.
+
+        Memory is bounded by the largest run of objects whose windows overlap
+        (one object for the usual daily or hourly batches), not by the
+        selection.  The default reads everything at once.
+        """
+        yield self.read(tenant_id, start, end, progress=progress)
 
     @abc.abstractmethod
     def events(
-        self, tenant_id: str, start: datetime | None = None, end: datetime | None = None
+        self,
+        tenant_id: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        *,
+        progress: Progress | None = None,
     ) -> Iterator[Event]:
-        """The selection of :meth:`read` as :class:`~coldtier.Event`, object by object."""
+        """The selection of :meth:`read` as :class:`~coldtier.Event`, streamed object by object."""
+
+    def read_object(
+        self, obj: ArchivedObject, start: datetime | None = None, end: datetime | None = None
+    ) -> pa.Table:
+        """One object's events in ``[start, end]`` (as stored, with ``tenant_id``): a worker's unit."""
+        raise NotImplementedError(f"{type(self).__name__} does not read single objects")
+
+    def verify_object(self, obj: ArchivedObject) -> VerifyReport:
+        """One object's check, as :meth:`verify` makes it: a worker's unit."""
+        raise NotImplementedError(f"{type(self).__name__} does not verify single objects")
 
     @abc.abstractmethod
     def tenants(self) -> list[str]:
         """Sorted ids of the tenants present."""
 
     @abc.abstractmethod
-    def verify(self, tenant_id: str | None = None) -> VerifyReport:
-        """Re-read and re-hash every object; check its footer and schema."""
+    def verify(self, tenant_id: str | None = None, *, progress: Progress | None = None) -> VerifyReport:
+        """Re-read and re-hash every object; check its footer and schema.
+
+        A problem with an object is reported, not raised; a store that cannot
+        be listed raises :class:`~coldtier.ArchiveReadError`, a location that
+        does not exist :class:`~coldtier.ArchiveNotFound` (never "OK").
+        """
 
     @abc.abstractmethod
     def probe(self) -> None:

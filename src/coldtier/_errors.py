@@ -7,6 +7,8 @@
     ├── UnknownBackend(ColdTierError, LookupError)       scheme not registered; lists known schemes
     ├── MissingDependency(ColdTierError, ImportError)    names the extra: pip install 'coldtier[s3]'
     ├── ArchiveWriteError(ColdTierError, OSError)        not durable; the caller must keep its originals
+    ├── ArchiveReadError(ColdTierError, OSError)         the store failed while listing or reading (after its retries)
+    │   └── ArchiveNotFound(ArchiveReadError, FileNotFoundError)  the root, bucket or container does not exist
     ├── IntegrityError(ColdTierError)                    stored bytes don't match their digest / footer
     └── PreconditionUnsupported(ColdTierError)           backend ignores create-only writes
 
@@ -17,6 +19,8 @@ input and ``except OSError`` still catches a failed write.
 from __future__ import annotations
 
 __all__ = [
+    "ArchiveNotFound",
+    "ArchiveReadError",
     "ArchiveWriteError",
     "ColdTierError",
     "IntegrityError",
@@ -45,6 +49,14 @@ class MissingDependency(ColdTierError, ImportError):
 
 class ArchiveWriteError(ColdTierError, OSError):
     """The batch is not durably stored; the caller must keep its originals."""
+
+
+class ArchiveReadError(ColdTierError, OSError):
+    """The store failed while listing or reading, after its own retries."""
+
+
+class ArchiveNotFound(ArchiveReadError, FileNotFoundError):
+    """The archive's root, bucket or container does not exist (never "an empty archive")."""
 
 
 class IntegrityError(ColdTierError):

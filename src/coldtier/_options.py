@@ -14,20 +14,27 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ._errors import InvalidRequest
 
-__all__ = ["COMMON_OPTIONS", "OptionSpec", "ParsedURL", "parse_url"]
+__all__ = ["ENGINE_OPTIONS", "Location", "OptionSpec", "parse_url"]
 
 
 @dataclass(frozen=True, slots=True)
 class OptionSpec:
-    """One accepted option: its type (``str``, ``int``, ``bool`` or ``object``)."""
+    """One accepted option: its type (``str``, ``int``, ``bool`` or ``object``).
+
+    ``secret`` options (credentials) are accepted only as keywords, never in
+    a URL, and are masked in log records; ``choices`` limits a string;
+    ``doc`` and ``default`` are what the options reference shows.
+    """
 
     type: type
     secret: bool = False
     choices: tuple[str, ...] = ()
+    doc: str = ""
+    default: Any = None
 
 
 #: Options every backend accepts (the write engine's knobs).
-COMMON_OPTIONS: Mapping[str, OptionSpec] = {
+ENGINE_OPTIONS: Mapping[str, OptionSpec] = {
     "max_object_bytes": OptionSpec(int),
     "object_events": OptionSpec(int),
     "row_group_events": OptionSpec(int),
@@ -38,7 +45,9 @@ COMMON_OPTIONS: Mapping[str, OptionSpec] = {
 
 
 @dataclass(frozen=True, slots=True)
-class ParsedURL:
+class Location:
+    """A parsed archive URL: ``scheme://netloc/path`` and its checked, typed options."""
+
     scheme: str
     netloc: str
     path: str
@@ -71,7 +80,7 @@ def _convert(name: str, spec: OptionSpec, value: Any) -> Any:
     return value
 
 
-def parse_url(url: str, specs: Mapping[str, OptionSpec], keywords: Mapping[str, Any]) -> ParsedURL:
+def parse_url(url: str, specs: Mapping[str, OptionSpec], keywords: Mapping[str, Any]) -> Location:
     """Split ``url`` and merge its query with ``keywords``, checking every name."""
     if not isinstance(url, str) or not url:
         raise InvalidRequest(f"archive URL must be a non-empty string, got {url!r}")
@@ -84,7 +93,7 @@ def parse_url(url: str, specs: Mapping[str, OptionSpec], keywords: Mapping[str, 
         )
     if parts.fragment:
         raise InvalidRequest("archive URL must not have a #fragment")
-    allowed = {**COMMON_OPTIONS, **specs}
+    allowed = dict(specs)
     merged: dict[str, Any] = {}
     for source, items in (
         ("URL", parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False)),
@@ -103,4 +112,4 @@ def parse_url(url: str, specs: Mapping[str, OptionSpec], keywords: Mapping[str, 
             if name in merged and merged[name] != converted:
                 raise InvalidRequest(f"option {name!r} is given twice with different values")
             merged[name] = converted
-    return ParsedURL(parts.scheme, parts.netloc, parts.path, merged)
+    return Location(parts.scheme, parts.netloc, parts.path, merged)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = ["ArchivedObject", "Event", "Problem", "Receipt", "VerifyReport"]
@@ -81,3 +81,23 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A validated, inclusive ``[start, end]`` window in UTC."""
+
+    start: datetime
+    end: datetime
+
+    @property
+    def start_us(self) -> int:
+        return (self.start - _EPOCH) // _US
+
+    @property
+    def end_us(self) -> int:
+        return (self.end - _EPOCH) // _US

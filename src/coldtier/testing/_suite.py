@@ -15,8 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from .. import _codec
+from .. import SCHEMA
 from .._archive import Archive
+from .._digest import logical_digest
 from .._errors import IntegrityError, InvalidRequest
 from .._types import Event
 from ._data import make_events, window_of
@@ -114,14 +115,17 @@ class ArchiveTests:
         assert [k for k in backdoor.list_keys() if not k.startswith("_coldtier~")] == [key]
         data = backdoor.get(key)
         assert len(data) == receipt.bytes
-        assert hashlib.sha256(data).hexdigest()[:16] == m["digest"]
         table = pq.read_table(pa.BufferReader(data))
-        assert table.schema.remove_metadata().equals(_codec.SCHEMA.remove_metadata())
+        digest = logical_digest(table)  # format 2: the events' identity (docs/FORMAT.md), not the bytes'
+        assert digest[:16] == m["digest"]
+        assert hashlib.sha256(data).hexdigest()[:16] != m["digest"]
+        assert table.schema.remove_metadata().equals(SCHEMA.remove_metadata())
         assert table.num_rows == 50
         stamps = table.column("timestamp").to_pylist()
         assert stamps == sorted(stamps)
         footer = _footer(data)
-        assert footer["coldtier.format"] == "1"
+        assert footer["coldtier.format"] == "2"
+        assert footer["coldtier.digest"] == digest
         assert footer["coldtier.tenant_id"] == "acme"
         assert footer["coldtier.events"] == "50"
         assert datetime.fromisoformat(footer["coldtier.start"]) == start
@@ -195,9 +199,18 @@ class ArchiveTests:
         counts = []
         for index, key in enumerate(receipt.keys):
             data = backdoor.get(key)
-            assert hashlib.sha256(data).hexdigest()[:16] == KEY_RE.fullmatch(key)["digest"]  # type: ignore[index]
+            m = KEY_RE.fullmatch(key)
+            assert m, key
+            rows = pq.read_table(pa.BufferReader(data))
+            assert logical_digest(rows)[:16] == m["digest"]
             footer = _footer(data)
             assert footer["coldtier.part"] == str(index) and footer["coldtier.parts"] == "3"
+            # Each part is named by its own rows' window, inside the call's (kept in the footer).
+            stamps = rows.column("timestamp").to_pylist()
+            assert m["start"] == stamps[0].strftime("%Y-%m-%dT%H%M%SZ")
+            assert m["end"] == stamps[-1].strftime("%Y-%m-%dT%H%M%SZ")
+            assert datetime.fromisoformat(footer["coldtier.call_start"]) == start
+            assert datetime.fromisoformat(footer["coldtier.call_end"]) == end
             counts.append(int(footer["coldtier.events"]))
         assert counts == [40, 40, 20]
         assert archive.read("acme").num_rows == 100

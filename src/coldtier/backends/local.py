@@ -1,9 +1,10 @@
 """The local filesystem backend: the reference for durability.
 
 A write is: temp file in the target directory → fsync → ``os.link`` to the
-final name (fails if it exists, so never overwrites) → fsync the directory.
-Temp files are named ``.~coldtier.<pid>.<random>.tmp``: no reader lists them,
-and a later writer in the same directory removes those whose process is gone.
+final name (fails if it exists, so never overwrites) → fsync the directory;
+new directories are fsynced into their parents.  Temp files are named
+``.~coldtier.<pid>.<random>.tmp``: no listing shows them, and a later writer
+in the same directory removes those whose process is gone.
 """
 
 from __future__ import annotations
@@ -12,41 +13,48 @@ import contextlib
 import os
 import re
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Self
 
 from fsspec.implementations.local import LocalFileSystem
 
-from ._errors import InvalidRequest
-from ._fsspec import FsspecArchive
-from ._options import ParsedURL
+from ..store import InvalidRequest, Location
+from ._fsspec import FsspecStore
 
-__all__ = ["LocalArchive"]
+__all__ = ["LocalStore"]
 
 _TEMP_RE = re.compile(r"\.~coldtier\.(\d+)\.[0-9a-f]+\.tmp")
 
 
-class LocalArchive(FsspecArchive):
-    """Archive in a local directory: ``file:///var/archive`` or a bare path."""
+class LocalStore(FsspecStore):
+    """Objects in a local directory: ``file:///var/archive`` or a bare path."""
 
     scheme = "file"
 
-    def __init__(self, root: str | os.PathLike[str], **options: Any) -> None:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
         path = Path(root).expanduser().resolve()
-        super().__init__(LocalFileSystem(), path.as_posix(), description=path.as_uri(), **options)
+        super().__init__(LocalFileSystem(), path.as_posix(), description=path.as_uri())
         self._swept: set[str] = set()
 
     @classmethod
-    def _from_parsed(cls, parsed: ParsedURL) -> LocalArchive:
-        if parsed.scheme not in ("", "file"):
-            raise InvalidRequest(f"not a local URL: {parsed.scheme}://")
-        if parsed.netloc not in ("", "localhost"):
-            raise InvalidRequest(f"file:// URL names a remote host {parsed.netloc!r}; use file:///path")
-        if not parsed.path:
+    def from_location(cls, location: Location) -> Self:
+        if location.scheme not in ("", "file"):
+            raise InvalidRequest(f"not a local URL: {location.scheme}://")
+        if location.netloc not in ("", "localhost"):
+            raise InvalidRequest(f"file:// URL names a remote host {location.netloc!r}; use file:///path")
+        if not location.path:
             raise InvalidRequest("local archive URL has no path")
-        return cls(parsed.path, **parsed.options)
+        return cls(location.path)
 
-    def _create(self, path: str, data: bytes, sha256: str) -> bool:
+    def location_exists(self) -> bool:
+        return os.path.isdir(self._root)
+
+    def hidden(self, name: str) -> bool:
+        return _TEMP_RE.fullmatch(name) is not None
+
+    def put(self, key: str, data: bytes, *, sha256: str, metadata: Mapping[str, str], lock: bool = True) -> bool:
+        path = self.path(key)
         directory = os.path.dirname(path)
         _makedirs_durable(directory)
         self._sweep(directory)
@@ -70,6 +78,15 @@ class LocalArchive(FsspecArchive):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
 
+    def get(self, key: str) -> bytes:
+        with open(self.path(key), "rb") as f:
+            return f.read()
+
+    def delete(self, key: str) -> None:
+        path = self.path(key)
+        os.unlink(path)
+        _fsync_dir(os.path.dirname(path))
+
     def _sweep(self, directory: str) -> None:
         """Remove temp files left in ``directory`` by writers that died."""
         if directory in self._swept:
@@ -81,14 +98,6 @@ class LocalArchive(FsspecArchive):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.path)
         self._swept.add(directory)
-
-    def _fetch(self, path: str) -> bytes:
-        with open(path, "rb") as f:
-            return f.read()
-
-    def _remove(self, path: str) -> None:
-        os.unlink(path)
-        _fsync_dir(os.path.dirname(path))
 
 
 def _alive(pid: int) -> bool:

@@ -1,28 +1,21 @@
-"""Google Cloud Storage backend: ``gs://bucket/prefix`` (also ``gcs://``), on gcsfs.
+"""Google Cloud Storage: ``gs://bucket/prefix`` (also ``gcs://``), on gcsfs.
 
 Every object is written by ONE request — a JSON API ``uploadType=multipart``
 upload with ``ifGenerationMatch=0`` — so GCS commits it whole or not at all and
 refuses (412) when the name already exists.  Resumable uploads (gcsfs's
 ``open("xb")``) are not used: emulators ignore the precondition on them.  A
-single request must be re-sent whole after a failure, so this backend keeps
-objects at most ``max_object_bytes`` = 32 MiB by default (the engine splits
-larger batches into parts); raise it for fast, in-region writers.
+single request must be re-sent whole after a failure, so objects are kept to
+``max_object_bytes`` = 32 MiB by default (the engine splits larger batches).
 
-Integrity: the upload carries the data's MD5 and CRC32C in the object
-resource, which GCS checks before committing (400 on mismatch); the response's
-hashes are compared again, and the full SHA-256 is kept in the object metadata
-``coldtier-sha256`` so a refused create is confirmed without a download.
+Integrity: the upload carries the data's MD5 and CRC32C, which GCS checks
+before committing (400 on mismatch); the response's hashes are compared
+again, and the full SHA-256 is kept in the object metadata ``coldtier-sha256``
+so a refused create is confirmed without a download.
 
 Credentials come only from the keyword option ``token`` (anything gcsfs
-accepts: ``"anon"``, ``"google_default"``, a service-account file, a
-``google.auth`` credentials object) or Google's default chain.  An
-``http://`` endpoint (an emulator; a credential would travel in clear text) is
-used anonymously unless a ``token`` is given.
-
-gcsfs retries 429/5xx for about half a minute per call; the upload does its
-own, bounded retries (``upload_attempts``) so that an outage ends in
-:class:`~coldtier.ArchiveWriteError` within seconds, and the caller keeps its
-originals.
+accepts) or Google's default chain; an ``http://`` endpoint (an emulator) is
+used anonymously unless a ``token`` is given.  gcsfs retries 429/5xx for
+about half a minute per call; the upload does its own, bounded retries.
 """
 
 from __future__ import annotations
@@ -31,26 +24,35 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import itertools
 import os
-import random
 import re
 import secrets
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar, Self
 from urllib.parse import quote
 
 import aiohttp
 import google_crc32c  # gcsfs -> google-cloud-storage -> google-crc32c
 import orjson
-from fsspec.asyn import sync
 from gcsfs.core import GCSFileSystem
 
-from ._errors import InvalidRequest
-from ._fsspec import FsspecArchive
-from ._options import OptionSpec, ParsedURL
+from ..store import (
+    Fault,
+    InvalidRequest,
+    Location,
+    OptionSpec,
+    Stat,
+    backoff,
+    bucket_and_prefix,
+    causes,
+    kept_metadata,
+    stored_metadata,
+)
+from ._fsspec import FsspecStore
 
-__all__ = ["GCSArchive", "GCSRequestError"]
+__all__ = ["GCSRequestError", "GCSStore"]
 
-SHA256_METADATA = "coldtier-sha256"
 #: Each object is one request, re-sent whole on failure: keep it small enough.
 DEFAULT_MAX_OBJECT_BYTES = 32 * 2**20
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
@@ -58,53 +60,44 @@ _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
 class GCSRequestError(OSError):
-    """GCS answered an upload with an error status (kept in :attr:`status`)."""
+    """GCS answered a request with an error status (kept in :attr:`status`)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"GCS answered HTTP {status}: {message}")
         self.status = status
 
 
-class GCSArchive(FsspecArchive):
-    """Archive in a GCS bucket: ``gs://bucket/prefix?storage_class=ARCHIVE``."""
+class GCSStore(FsspecStore):
+    """Objects in a GCS bucket: ``gs://bucket/prefix?storage_class=ARCHIVE``."""
 
     scheme = "gs"
-    OPTIONS: ClassVar[dict[str, OptionSpec]] = {
-        "project": OptionSpec(str),
-        "endpoint_url": OptionSpec(str),
+    keeps_metadata = True
+    default_object_bytes = DEFAULT_MAX_OBJECT_BYTES
+    OPTIONS: ClassVar[Mapping[str, OptionSpec]] = {
+        "project": OptionSpec(str, doc="Google Cloud project"),
+        "endpoint_url": OptionSpec(str, doc="JSON API endpoint (an emulator); else STORAGE_EMULATOR_HOST"),
         "storage_class": OptionSpec(str, choices=("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")),
-        "kms_key_name": OptionSpec(str),
-        "token": OptionSpec(object, secret=True),
-        "timeout": OptionSpec(int),  # seconds to connect, and to wait for each read of an upload
+        "kms_key_name": OptionSpec(str, doc="Cloud KMS key for new objects"),
+        "token": OptionSpec(object, secret=True, doc="credentials: anything gcsfs takes as token="),
+        "timeout": OptionSpec(int, doc="seconds to connect, and to wait for each read of an upload"),
     }
     #: Tries per upload on 408/429/5xx or a lost connection; backoff 0.2 s, doubling.
     upload_attempts: ClassVar[int] = 5
 
-    def __init__(
-        self,
-        fs: GCSFileSystem,
-        root: str,
-        *,
-        description: str,
-        storage_class: str | None = None,
-        kms_key_name: str | None = None,
-        timeout: int | None = None,
-        **options: Any,
-    ) -> None:
-        options.setdefault("max_object_bytes", DEFAULT_MAX_OBJECT_BYTES)
-        super().__init__(fs, root, description=description, **options)
-        self._storage_class = storage_class
-        self._kms_key_name = kms_key_name
+    def __init__(self, fs: GCSFileSystem, bucket: str, prefix: str, scheme: str, options: Mapping[str, Any]) -> None:
+        root = f"{bucket}/{prefix}" if prefix else bucket
+        super().__init__(fs, root, description=f"{scheme}://{root}")
+        self._bucket = bucket
+        self._prefix = f"{prefix}/" if prefix else ""
+        self._storage_class: str | None = options.get("storage_class")
+        self._kms_key_name: str | None = options.get("kms_key_name")
+        timeout = options.get("timeout")
         self._timeout = aiohttp.ClientTimeout(sock_connect=timeout or 30, sock_read=timeout or 120)
 
     @classmethod
-    def _from_parsed(cls, parsed: ParsedURL) -> GCSArchive:
-        options = dict(parsed.options)
-        bucket, prefix = parsed.netloc, parsed.path.strip("/")
-        if not _BUCKET_RE.fullmatch(bucket):
-            raise InvalidRequest(f"{parsed.scheme}:// URL needs a valid bucket name, got {bucket!r}")
-        if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
-            raise InvalidRequest(f"{parsed.scheme}:// prefix {prefix!r} has an empty, '.' or '..' segment")
+    def from_location(cls, location: Location) -> Self:
+        options = dict(location.options)
+        bucket, prefix = bucket_and_prefix(location, bucket_re=_BUCKET_RE)
         endpoint = options.pop("endpoint_url", None) or os.environ.get("STORAGE_EMULATOR_HOST") or None
         if endpoint is not None and "://" not in endpoint:
             endpoint = f"http://{endpoint}"
@@ -128,19 +121,17 @@ class GCSArchive(FsspecArchive):
                 f"cannot set up GCS credentials ({type(exc).__name__}); pass token= (e.g. a service "
                 "account file or google.auth credentials) or configure Application Default Credentials"
             ) from None
-        root = f"{bucket}/{prefix}" if prefix else bucket
-        return cls(fs, root, description=f"{parsed.scheme}://{root}", **options)
+        return cls(fs, bucket, prefix, location.scheme, options)
 
     # -- primitives --------------------------------------------------------------
 
-    def _create(self, path: str, data: bytes, sha256: str) -> bool:
-        return bool(sync(self._fs.loop, self._upload, path, data, sha256))
+    def put(self, key: str, data: bytes, *, sha256: str, metadata: Mapping[str, str], lock: bool = True) -> bool:
+        return self.run(self._upload, self._prefix + key, data, {**metadata, "sha256": sha256})
 
-    async def _upload(self, path: str, data: bytes, sha256: str) -> bool:
-        bucket, _, name = path.partition("/")
+    async def _upload(self, name: str, data: bytes, metadata: Mapping[str, str]) -> bool:
         resource: dict[str, Any] = {
             "name": name,
-            "metadata": {SHA256_METADATA: sha256},
+            "metadata": stored_metadata(metadata),
             "md5Hash": _b64(hashlib.md5(data, usedforsecurity=False).digest()),
             "crc32c": _b64(google_crc32c.value(data).to_bytes(4, "big")),
         }
@@ -160,7 +151,8 @@ class GCSArchive(FsspecArchive):
                 f"\r\n--{boundary}--\r\n".encode(),
             ]
         )
-        url = f"{self._fs._location}/upload/storage/v1/b/{quote(bucket, safe='')}/o"
+        bucket = quote(self._bucket, safe="")
+        url = f"{self._fs._location}/upload/storage/v1/b/{bucket}/o"
         headers = {"Content-Type": f"multipart/related; boundary={boundary}"}
         status, answer = await self._request("POST", url, params, headers, body)
         if status == 412:
@@ -175,7 +167,7 @@ class GCSArchive(FsspecArchive):
             with contextlib.suppress(Exception):
                 await self._request(
                     "DELETE",
-                    f"{self._fs.base}b/{quote(bucket, safe='')}/o/{quote(name, safe='')}",
+                    f"{self._fs.base}b/{bucket}/o/{quote(name, safe='')}",
                     {"ifGenerationMatch": str(stored.get("generation"))},
                     {},
                     b"",
@@ -188,10 +180,7 @@ class GCSArchive(FsspecArchive):
     ) -> tuple[int, bytes]:
         """One request with bounded retries; returns the final (status, body)."""
         await self._fs._set_session()
-        attempt = 0
-        while True:
-            attempt += 1
-            final = attempt >= self.upload_attempts
+        for delay in itertools.chain(backoff(self.upload_attempts, base=0.2), [None]):
             try:
                 async with self._fs.session.request(
                     method,
@@ -202,16 +191,43 @@ class GCSArchive(FsspecArchive):
                     timeout=self._timeout,
                 ) as response:
                     answer = await response.read()
-                if final or response.status not in _RETRY_STATUS:
+                if delay is None or response.status not in _RETRY_STATUS:
                     return response.status, answer
             except (TimeoutError, aiohttp.ClientError):
-                if final:
+                if delay is None:
                     raise
-            await asyncio.sleep(0.2 * 2 ** (attempt - 1) * (1 + random.random() / 2))
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _stored(self, path: str) -> tuple[int, str | None]:
-        info = self._fs.info(path)
-        return int(info["size"]), (info.get("metadata") or {}).get(SHA256_METADATA)
+    def stat(self, key: str) -> Stat:
+        info = self._fs.info(self.path(key))
+        meta = info.get("metadata") or {}
+        return Stat(size=int(info["size"]), metadata=kept_metadata(meta))
+
+    def location_exists(self) -> bool:
+        try:
+            self.run(self._fs._call, "GET", f"b/{quote(self._bucket, safe='')}", json_out=True)
+        except Exception as exc:
+            if self.classify(exc) in (Fault.NOT_FOUND, Fault.NO_LOCATION):
+                return False
+            raise
+        return True
+
+    def classify(self, exc: BaseException) -> Fault | None:
+        """By the HTTP status gcsfs or the upload saw."""
+        for err in causes(exc):
+            status = getattr(err, "status", None) or getattr(err, "code", None)
+            if status == 412:
+                return Fault.EXISTS
+            if status == 404:
+                return Fault.NOT_FOUND
+            if status in (401, 403):
+                return Fault.DENIED
+            if isinstance(status, int) and status >= 500:
+                return Fault.UNAVAILABLE
+            if isinstance(err, aiohttp.ClientConnectionError):
+                return Fault.UNAVAILABLE
+        return super().classify(exc)
 
 
 def _b64(digest: bytes) -> str:

@@ -7,33 +7,36 @@ under a process-wide lock, which is exact within one process.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Mapping
+from typing import Self
 
 from fsspec.implementations.memory import MemoryFileSystem
 
-from ._fsspec import FsspecArchive
-from ._options import ParsedURL
+from ..store import Location
+from ._fsspec import FsspecStore
 
-__all__ = ["MemoryArchive"]
+__all__ = ["MemoryStore"]
 
 _LOCK = threading.Lock()
 
 
-class MemoryArchive(FsspecArchive):
-    """Archive in fsspec's process-wide memory filesystem: ``memory://name``."""
+class MemoryStore(FsspecStore):
+    """Objects in fsspec's process-wide memory filesystem: ``memory://name``."""
 
     scheme = "memory"
+    durable = False
 
-    def __init__(self, name: str, **options: Any) -> None:
+    def __init__(self, name: str) -> None:
         fs = MemoryFileSystem(skip_instance_cache=True)
         root = fs._strip_protocol(name).rstrip("/") or "/"
-        super().__init__(fs, root, description=f"memory://{root.lstrip('/')}", **options)
+        super().__init__(fs, root, description=f"memory://{root.lstrip('/')}")
 
     @classmethod
-    def _from_parsed(cls, parsed: ParsedURL) -> MemoryArchive:
-        return cls(f"{parsed.netloc}{parsed.path}", **parsed.options)
+    def from_location(cls, location: Location) -> Self:
+        return cls(f"{location.netloc}{location.path}")
 
-    def _create(self, path: str, data: bytes, sha256: str) -> bool:
+    def put(self, key: str, data: bytes, *, sha256: str, metadata: Mapping[str, str], lock: bool = True) -> bool:
+        path = self.path(key)
         with _LOCK:
             if self._fs.exists(path):
                 return False

@@ -1,0 +1,136 @@
+"""The engine: one :class:`~coldtier.Archive` written once over any :class:`~coldtier.store.ObjectStore`.
+
+One job per module: ``write`` (the pipeline), ``read`` (listing and
+reading), ``verify``, ``probe``, ``faults`` (errors translated once),
+``settings`` (the engine's options).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+
+from .. import _validate
+from .._archive import Archive, EventsInput
+from .._options import ENGINE_OPTIONS, parse_url
+from .._types import ArchivedObject, Event, Receipt, VerifyReport
+from ..store import ObjectStore
+from . import probe as _probe
+from . import verify as _verify
+from .read import Progress, Reader, with_tenant
+from .settings import Settings
+from .write import Writer
+
+__all__ = ["StoreArchive"]
+
+
+class StoreArchive(Archive):
+    """An :class:`Archive` over an :class:`ObjectStore`: what ``open_archive`` returns."""
+
+    def __init__(self, store: ObjectStore, **options: Any) -> None:
+        self._store = store
+        self._settings = Settings.for_store(type(store), options)
+        self._writer = Writer(store, self._settings)
+        self._reader = Reader(store, self._settings)
+
+    @classmethod
+    def from_url(cls, url: str, /, **options: Any) -> StoreArchive:
+        raise TypeError("open a StoreArchive with StoreArchive.open(store_class, url, **options)")
+
+    @classmethod
+    def open(cls, store_class: type[ObjectStore], url: str, /, **options: Any) -> StoreArchive:
+        """Parse ``url`` and ``options`` once: the engine's own options here, the rest to the store."""
+        location = parse_url(url, {**ENGINE_OPTIONS, **store_class.OPTIONS}, options)
+        engine = {k: v for k, v in location.options.items() if k in ENGINE_OPTIONS}
+        own = {k: v for k, v in location.options.items() if k not in ENGINE_OPTIONS}
+        location = dataclasses.replace(location, options=own)
+        Settings.for_store(store_class, engine)  # the engine's options are refused before the store's
+        return cls(store_class.from_location(location), **engine)
+
+    @property
+    def store(self) -> ObjectStore:
+        """The :class:`ObjectStore` this archive is written on."""
+        return self._store
+
+    def description(self) -> str:
+        return self._store.description()
+
+    # -- writing ---------------------------------------------------------------
+
+    def archive(self, tenant_id: str, start: datetime, end: datetime, events: EventsInput) -> Receipt:
+        tenant = _validate.validate_tenant(tenant_id)
+        win = _validate.window(start, end)
+        return self._writer.archive(tenant, win, events)
+
+    # -- listing and reading ---------------------------------------------------
+
+    def tenants(self) -> list[str]:
+        return self._reader.tenants()
+
+    def objects(
+        self, tenant_id: str, start: datetime | None = None, end: datetime | None = None
+    ) -> list[ArchivedObject]:
+        tenant = _validate.validate_tenant(tenant_id)
+        lo, hi = _validate.optional_window(start, end)
+        return self._reader.objects(tenant, lo, hi)
+
+    def read(
+        self,
+        tenant_id: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> pa.Table:
+        tenant = _validate.validate_tenant(tenant_id)
+        lo, hi = _validate.optional_window(start, end)
+        return self._reader.read(tenant, lo, hi, progress)
+
+    def read_tables(
+        self,
+        tenant_id: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> Iterator[pa.Table]:
+        tenant = _validate.validate_tenant(tenant_id)
+        lo, hi = _validate.optional_window(start, end)
+        for _, table in self._reader.runs(tenant, lo, hi, progress):
+            yield with_tenant(table, tenant)
+
+    def events(
+        self,
+        tenant_id: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> Iterator[Event]:
+        tenant = _validate.validate_tenant(tenant_id)
+        lo, hi = _validate.optional_window(start, end)
+        return self._reader.events(tenant, lo, hi, progress)
+
+    def read_object(
+        self, obj: ArchivedObject, start: datetime | None = None, end: datetime | None = None
+    ) -> pa.Table:
+        lo, hi = _validate.optional_window(start, end)
+        table = self._reader.read_object(obj, lo, hi)
+        return with_tenant(table.replace_schema_metadata(None), obj.tenant_id)
+
+    # -- checking --------------------------------------------------------------
+
+    def verify(self, tenant_id: str | None = None, *, progress: Progress | None = None) -> VerifyReport:
+        tenants = self._reader.tenants() if tenant_id is None else [_validate.validate_tenant(tenant_id)]
+        return _verify.verify(self._reader, tenants, progress)
+
+    def verify_object(self, obj: ArchivedObject) -> VerifyReport:
+        return _verify.verify_object(self._reader, obj)
+
+    def probe(self) -> None:
+        _probe.probe(self._store)
+

@@ -1,0 +1,230 @@
+"""Listing and reading: tenants, objects in a window, their events each once, in order."""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import orjson
+import pyarrow as pa
+
+from .. import _format, _keys
+from .._archive import Progress
+from .._errors import IntegrityError
+from .._format import SCHEMA, UTC
+from .._types import ArchivedObject, Event
+from ..store import Entry, ObjectStore, Stat
+from .faults import reading
+from .settings import Settings
+
+__all__ = ["Progress", "Reader", "Tally"]
+
+T = TypeVar("T")
+
+_MONTH_RE = re.compile(r"\d{4}-\d\d")
+_TENANT_DIR_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
+#: Key times are truncated to the second: an object may end up to 1 s later than named.
+_SECOND = timedelta(seconds=1) - timedelta(microseconds=1)
+
+
+class Reader:
+    """Lists and reads one archive's objects, ``workers`` at a time."""
+
+    def __init__(self, store: ObjectStore, settings: Settings) -> None:
+        self._store = store
+        self._workers = settings.workers
+
+    def map(self, fn: Callable[[T], Any], items: list[T]) -> list[Any]:
+        """``[fn(item) for item in items]``, ``workers`` at a time."""
+        if len(items) <= 1 or self._workers <= 1:
+            return [fn(item) for item in items]
+        with ThreadPoolExecutor(min(self._workers, len(items))) as pool:
+            futures = [pool.submit(fn, item) for item in items]
+            errors = [f.exception() for f in futures]  # every one finished before raising
+            for error in errors:
+                if error is not None:
+                    raise error
+            return [f.result() for f in futures]
+
+    def ls(self, prefix: str) -> list[Entry]:
+        with reading(self._store, f"listing {prefix or 'the top'}"):
+            return self._store.list(prefix)
+
+    def get(self, key: str) -> bytes:
+        with reading(self._store, f"reading {key}"):
+            return self._store.get(key)
+
+    def stat(self, key: str) -> Stat:
+        with reading(self._store, f"looking up {key}"):
+            return self._store.stat(key)
+
+    @property
+    def keeps_metadata(self) -> bool:
+        return self._store.keeps_metadata
+
+    # -- listing ---------------------------------------------------------------
+
+    def tenants(self) -> list[str]:
+        names = (e.name for e in self.ls("") if e.is_dir)
+        return sorted(n for n in names if _TENANT_DIR_RE.fullmatch(n) and n not in (".", ".."))
+
+    def objects(self, tenant: str, lo: datetime | None, hi: datetime | None) -> list[ArchivedObject]:
+        # An object lives in the month of its start, so months after `hi`
+        # cannot overlap; earlier months can (a window may span months).
+        last_month = None if hi is None else _keys.month(hi)
+        months = sorted(
+            e.key
+            for e in self.ls(tenant)
+            if e.is_dir and _MONTH_RE.fullmatch(e.name) and (last_month is None or e.name <= last_month)
+        )
+        found: list[ArchivedObject] = []
+        for listing in self.map(self.ls, months):
+            for entry in listing:
+                info = _keys.parse_key(entry.name)
+                if info is None or info.tenant_id != tenant or entry.is_dir:
+                    continue
+                if (hi is not None and info.start > hi) or (lo is not None and info.end + _SECOND < lo):
+                    continue
+                found.append(
+                    ArchivedObject(
+                        key=entry.key,
+                        tenant_id=tenant,
+                        start=info.start,
+                        end=info.end,
+                        size=entry.size,
+                        digest=info.digest,
+                    )
+                )
+        found.sort(key=lambda o: (o.start, o.end, o.key))
+        return found
+
+    # -- reading ---------------------------------------------------------------
+
+    def read_object(self, obj: ArchivedObject, lo: datetime | None, hi: datetime | None) -> pa.Table:
+        """The rows of ``obj`` in ``[lo, hi]`` as :data:`SCHEMA`, decoding only row groups that can hold them.
+
+        The object is checked against the digest in its name (see
+        :func:`coldtier._format.decode`), so a damaged object is an
+        :class:`IntegrityError`, never wrong events.
+        """
+        data = self.get(obj.key)
+        where = f"{obj.key} in {self._store.description()}"
+        try:
+            return _format.decode(data, lo, hi, digest=obj.digest)
+        except _format.Damaged as exc:
+            raise IntegrityError(f"{where} is damaged: {exc}; run verify") from exc
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise IntegrityError(f"{where} is unreadable: {exc}") from exc
+
+    def read(self, tenant: str, lo: datetime | None, hi: datetime | None, progress: Progress | None) -> pa.Table:
+        objs = self.objects(tenant, lo, hi)
+        tally = Tally(progress, objs)
+        tables = self.map(lambda o: tally.done(o, self.read_object(o, lo, hi)), objs)
+        table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+        return with_tenant(_format.unique_sorted(table), tenant)
+
+    def runs(
+        self, tenant: str, lo: datetime | None, hi: datetime | None, progress: Progress | None = None
+    ) -> Iterator[tuple[list[ArchivedObject], pa.Table]]:
+        """The selection of :meth:`read` as :data:`SCHEMA` tables, one per run of overlapping objects.
+
+        Runs come in time order, each sorted, each event id once across all of
+        them.  The next run is fetched while the caller works on this one.
+        """
+        objs = self.objects(tenant, lo, hi)
+        tally = Tally(progress, objs)
+        runs = list(_overlapping(objs))
+
+        def load(run: list[ArchivedObject]) -> pa.Table:
+            tables = self.map(lambda o: tally.done(o, self.read_object(o, lo, hi)), run)
+            return _format.unique_sorted(pa.concat_tables(tables))
+
+        # Copies of one event share its timestamp, so they fall in one run;
+        # `seen` only catches distinct events that reuse an id.
+        seen: set[str] = set()
+        if not runs:
+            return
+        with ThreadPoolExecutor(1) as ahead:
+            pending = ahead.submit(load, runs[0])
+            for index, run in enumerate(runs):
+                table = pending.result()
+                if index + 1 < len(runs):
+                    pending = ahead.submit(load, runs[index + 1])
+                ids = table.column("event_id").to_pylist()
+                if not seen.isdisjoint(ids):
+                    table = table.filter(pa.array([eid not in seen for eid in ids], pa.bool_()))
+                seen.update(ids)
+                yield run, table
+
+    def events(
+        self, tenant: str, lo: datetime | None, hi: datetime | None, progress: Progress | None
+    ) -> Iterator[Event]:
+        for run, table in self.runs(tenant, lo, hi, progress):
+            columns = [table.column(name).to_pylist() for name in SCHEMA.names]
+            for eid, etype, entity, payload, ts, meta, version in zip(*columns, strict=True):
+                try:
+                    event = Event(
+                        id=uuid.UUID(eid),
+                        event_type=etype,
+                        entity_id=entity,
+                        tenant_id=tenant,
+                        payload=orjson.loads(payload),
+                        timestamp=ts.replace(tzinfo=UTC),
+                        metadata=None if meta is None else orjson.loads(meta),
+                        version=version,
+                    )
+                except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
+                    keys = ", ".join(o.key for o in run)
+                    raise IntegrityError(
+                        f"event {eid!r} in {keys} of {self._store.description()} is malformed: {exc}"
+                    ) from exc
+                yield event
+
+
+def with_tenant(table: pa.Table, tenant: str) -> pa.Table:
+    """``table`` with the ``tenant_id`` column :meth:`Archive.read` adds."""
+    return table.append_column(
+        pa.field("tenant_id", pa.string(), nullable=False),
+        pa.array([tenant] * table.num_rows, pa.string()),
+    )
+
+
+class Tally:
+    """Reports bytes of finished objects to a :data:`Progress` callback, thread-safely."""
+
+    def __init__(self, progress: Progress | None, objs: list[ArchivedObject]) -> None:
+        self._progress = progress
+        self._total = sum(o.size for o in objs)
+        self._done = 0
+        self._lock = threading.Lock()
+        if progress is not None:
+            progress(0, self._total)
+
+    def done(self, obj: ArchivedObject, result: T) -> T:
+        if self._progress is not None:
+            with self._lock:
+                self._done += obj.size
+                self._progress(self._done, self._total)
+        return result
+
+
+def _overlapping(objs: list[ArchivedObject]) -> Iterator[list[ArchivedObject]]:
+    """Runs of objects (sorted by start) whose named windows overlap, in time order.
+
+    Every event of a run is earlier than every event of the next run.
+    """
+    run: list[ArchivedObject] = []
+    reach = datetime.min.replace(tzinfo=UTC)
+    for obj in objs:
+        if run and obj.start > reach:
+            yield run
+            run = []
+        reach = max(reach, obj.end + _SECOND) if run else obj.end + _SECOND
+        run.append(obj)
+    if run:
+        yield run

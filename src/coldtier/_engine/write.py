@@ -1,0 +1,415 @@
+"""The write pipeline: validated, sorted events → complete Parquet objects, stored create-only.
+
+``archive()`` returns only when every object of the batch is durable and
+confirmed (DESIGN.md §2): a refused create is confirmed against what is
+stored, never taken on trust, and nothing is written before the batch passed
+every check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import _format, _keys, _validate
+from .._errors import ArchiveWriteError, ColdTierError, IntegrityError, InvalidRequest
+from .._types import Receipt, Window
+from ..store import ObjectStore
+from .faults import reason, writing
+from .settings import Settings
+
+__all__ = ["Writer"]
+
+T = TypeVar("T")
+#: Validation left to run while a batch encodes: raises, or returns None or a corrected table.
+Check = Callable[[], "pa.Table | None"]
+#: Below this many rows a one-part batch is checked, encoded and stored on the
+#: caller's thread: starting thread pools would cost more than they save.
+_INLINE_ROWS = 32_768
+
+
+@dataclass(frozen=True, slots=True)
+class _Encoded:
+    """One object ready to put: its key, bytes and both digests."""
+
+    key: str
+    data: bytes
+    sha256: str  # of the bytes: the store's transport checksum
+    digest: str  # logical (docs/FORMAT.md): the object's identity
+    events: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    key: str
+    events: int
+    size: int
+    created: bool
+
+
+class _Abandoned(Exception):
+    """A part not encoded because its batch failed (validation or another part)."""
+
+
+class _TooLarge(Exception):
+    """An encoded part exceeded ``max_object_bytes``; re-plan with smaller parts."""
+
+
+class Writer:
+    """Stores batches of one archive: splitting, encoding, create-only puts, confirmation."""
+
+    def __init__(self, store: ObjectStore, settings: Settings) -> None:
+        self._store = store
+        self._settings = settings
+
+    def archive(self, tenant: str, win: Window, events: Any) -> Receipt:
+        if isinstance(events, pa.RecordBatchReader):
+            return self._archive_stream(tenant, win, events)
+        checks: list[Check] = []
+        if isinstance(events, (pa.Table, pa.RecordBatch)):
+            # The costly checks (JSON text, UUID text, unique ids) run while the
+            # parts encode; _store_table writes nothing before they pass.
+            table = _validate.conform_arrow(tenant, win, events)
+            checks = _validate.arrow_checks(table)
+        elif isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Iterable):
+            raise InvalidRequest(
+                "events must be an iterable of coldtier.Event, a pyarrow.Table or a "
+                f"pyarrow.RecordBatchReader, got {type(events).__name__}"
+            )
+        else:
+            table = _validate.from_events(tenant, win, events)
+        if table.num_rows == 0:
+            return Receipt(keys=(), events=0, bytes=0, created=False)
+        table = _format.sort_events(table)
+        self._refuse_oversized_events(tenant, win, table)
+        return self._store_table(tenant, win, table, checks)
+
+    # -- planning ------------------------------------------------------------
+
+    def _refuse_oversized_events(self, tenant: str, win: Window, table: pa.Table) -> None:
+        """An event that cannot fit in one object is bad input: refuse it before any write.
+
+        Only events whose text alone is over half the limit are encoded on
+        their own to find out (compression may still make them fit).
+        """
+        limit = self._settings.max_object_bytes
+        names = ("event_type", "entity_id", "payload", "metadata")
+        if sum(table.column(name).nbytes for name in names) <= limit // 2:
+            return  # even all of the batch's text together is under half the limit
+        sizes = None
+        for name in names:
+            length = pc.fill_null(pc.binary_length(table.column(name)), 0)
+            sizes = length if sizes is None else pc.add(sizes, length)
+        if sizes is None or not pc.any(pc.greater(sizes, limit // 2)).as_py():
+            return
+        for index in pc.indices_nonzero(pc.greater(sizes, limit // 2)).to_pylist():
+            row = table.slice(index, 1)
+            meta = _format.footer(tenant, win, 1, None, None, digest="")
+            data = _format.encode(row, meta, **self._settings.encoding())
+            if len(data) > limit:
+                raise InvalidRequest(
+                    f"event {row.column('event_id')[0].as_py()} encodes to {len(data)} bytes, more than "
+                    f"max_object_bytes={limit}; nothing was written"
+                )
+
+    def _rows_per_object(self, table: pa.Table) -> int:
+        # Parquet (dictionary + zstd) is smaller than Arrow's in-memory form, so
+        # sizing parts by Arrow bytes keeps each object under the limit.
+        per_row = max(1.0, table.nbytes / max(1, table.num_rows))
+        by_bytes = int(self._settings.max_object_bytes * 0.8 / per_row)
+        return max(1, min(self._settings.object_events, by_bytes))
+
+    # -- tables ----------------------------------------------------------------
+
+    def _store_table(self, tenant: str, win: Window, table: pa.Table, checks: Sequence[Check] = ()) -> Receipt:
+        """Store a sorted table as parts of ``object_events`` rows (see :meth:`_pipeline`).
+
+        ``checks`` are validation still to run (see :func:`_validate.arrow_checks`):
+        they run side by side while the first parts encode, and no part is
+        written before all pass.  A check may return a corrected table to
+        store instead (the encoded parts are then dropped and the store starts
+        over).
+        """
+        per = self._rows_per_object(table)
+        serial = self._settings.workers <= 1 or (table.num_rows <= min(per, _INLINE_ROWS))
+        if checks and serial:
+            table = _format.sort_events(_run_checks(checks, None) or table)
+            checks = ()
+        while True:
+            parts = list(_chunks(table, per))
+            try:
+                if serial:
+                    results = [self._put(self._encode_numbered(tenant, win, parts, i)) for i in range(len(parts))]
+                else:
+                    results, replacement = self._pipeline(tenant, win, parts, checks)
+                    checks = ()
+                    if replacement is not None:
+                        table = _format.sort_events(replacement)
+                        per = self._rows_per_object(table)
+                        continue
+            except _TooLarge:
+                if per == 1:
+                    raise ArchiveWriteError(
+                        "a single event encodes to more than "
+                        f"max_object_bytes={self._settings.max_object_bytes}"
+                    ) from None
+                per = max(1, per // 2)
+                checks = ()  # parts are only awaited once the checks have passed
+                continue
+            return _receipt(results)
+
+    def _encode_numbered(self, tenant: str, win: Window, parts: list[pa.Table], index: int) -> _Encoded:
+        numbered = len(parts) > 1
+        part, parts_count = (index, len(parts)) if numbered else (None, None)
+        return self._encode_part(tenant, win, parts[index], part, parts_count)
+
+    def _pipeline(
+        self, tenant: str, win: Window, parts: list[pa.Table], checks: Sequence[Check]
+    ) -> tuple[list[_Stored], pa.Table | None]:
+        """Encode and write ``parts`` in two stages of ``workers`` threads each.
+
+        Encoders turn parts into bytes and digests; writers store them in part
+        order as they come.  Separate stages keep the two overlapped: while a
+        store is busy with part k, the cores encode the next parts (workers
+        that each encoded then wrote their own part would all encode, then all
+        wait on the store, in step).  Encoders run at most ``2 * workers``
+        parts ahead of the writers, which bounds memory when the store is slow.
+        """
+        count = len(parts)
+        workers = min(self._settings.workers, count)
+        # Part i may encode once i < (parts written) + 2 * workers.  Gating on
+        # the index, not on a counting semaphore, matters: with a semaphore a
+        # later part could take the last permit while the part the writers
+        # wait for is still blocked, and the pipeline would hang.
+        gate = threading.Condition()
+        written_count = 0
+        stop = threading.Event()
+
+        def encode(index: int) -> _Encoded:
+            with gate:
+                gate.wait_for(lambda: stop.is_set() or index < written_count + 2 * workers)
+            if stop.is_set():
+                raise _Abandoned
+            return self._encode_numbered(tenant, win, parts, index)
+
+        def write(encoded: _Encoded) -> _Stored:
+            nonlocal written_count
+            try:
+                return self._put(encoded)
+            finally:
+                with gate:
+                    written_count += 1
+                    gate.notify_all()
+
+        with (
+            ThreadPoolExecutor(workers) as encoders,
+            ThreadPoolExecutor(workers) as writers,
+            ThreadPoolExecutor(max(1, len(checks))) as checkers,
+        ):
+            encoded = [encoders.submit(encode, index) for index in range(count)]
+            written: list[Future[_Stored]] = []
+            try:
+                replacement = _run_checks(checks, checkers)
+                if replacement is None:
+                    for future in encoded:
+                        written.append(writers.submit(write, future.result()))
+            finally:
+                if len(written) < count:  # stopped early: release the encoders, keep no part
+                    stop.set()
+                    for future in encoded:
+                        future.cancel()
+                    with gate:
+                        gate.notify_all()
+                    wait(encoded)
+                    wait(written)
+            if replacement is not None:
+                return [], replacement
+            return _results(written), None
+
+    # -- streams ---------------------------------------------------------------
+
+    def _archive_stream(self, tenant: str, win: Window, reader: pa.RecordBatchReader) -> Receipt:
+        """Archive a stream part by part; memory is bounded by ``workers`` parts.
+
+        A stream that fits one object gives the same object as the same rows
+        passed as a table.  Longer streams are split every ``object_events``
+        rows; their parts carry ``coldtier.part`` but no ``coldtier.parts``
+        (the count is not known until the end).  Each part is validated before
+        it is written, but a bad row late in a stream is found only after the
+        earlier parts are stored (each complete; a corrected retry reuses them).
+        """
+        workers = max(1, self._settings.workers)
+        results: list[_Stored] = []
+        pending: list[Future[_Stored]] = []
+        chunks = _rechunk(reader, self._settings.object_events)
+        # Only the first part needs to know whether another follows (a lone
+        # part is unnumbered); looking further ahead would hold a part more.
+        head = list(itertools.islice(chunks, 2))
+        single = len(head) < 2
+
+        def parts() -> Iterator[pa.Table]:
+            while head:
+                yield head.pop(0)  # popped, so the list holds it no longer
+            yield from chunks
+
+        if single:  # one object: no pool to start
+            for part in parts():
+                table = _format.sort_events(_validate.from_arrow(tenant, win, part))
+                self._refuse_oversized_events(tenant, win, table)
+                results.append(self._store_stream_part(tenant, win, table, None))
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                try:
+                    for index, part in enumerate(parts()):
+                        table = _format.sort_events(_validate.from_arrow(tenant, win, part))
+                        del part
+                        self._refuse_oversized_events(tenant, win, table)
+                        pending.append(pool.submit(self._store_stream_part, tenant, win, table, index))
+                        del table
+                        # A free slot before the next part is read: at most `workers`
+                        # parts are held at any time, counting the one being checked.
+                        if len(pending) >= workers:
+                            results.append(pending.pop(0).result())
+                finally:
+                    done = _results(pending)
+                results.extend(done)
+        if not results:
+            return Receipt(keys=(), events=0, bytes=0, created=False)
+        return _receipt(results)
+
+    def _store_stream_part(self, tenant: str, win: Window, table: pa.Table, part: int | None) -> _Stored:
+        try:
+            encoded = self._encode_part(tenant, win, table, part, None)
+        except _TooLarge:
+            raise ArchiveWriteError(
+                f"a part of {table.num_rows} events of the stream encodes to more than "
+                f"max_object_bytes={self._settings.max_object_bytes}; lower object_events (earlier parts "
+                "are stored, each complete)"
+            ) from None
+        return self._put(encoded)
+
+    # -- one object ------------------------------------------------------------
+
+    def _encode_part(
+        self, tenant: str, call: Window, table: pa.Table, part: int | None, parts: int | None
+    ) -> _Encoded:
+        """One object: named by its logical digest and, for a part, by its own rows' window."""
+        digest = _format.logical_digest(table)
+        own = call if part is None else _format.part_window(table)
+        meta = _format.footer(
+            tenant, own, table.num_rows, part, parts, digest=digest, call=None if part is None else call
+        )
+        data = _format.encode(table, meta, **self._settings.encoding())
+        if len(data) > self._settings.max_object_bytes:
+            raise _TooLarge
+        key = _keys.object_key(tenant, own, digest[:16])
+        return _Encoded(key, data, hashlib.sha256(data).hexdigest(), digest, table.num_rows)
+
+    def _put(self, obj: _Encoded) -> _Stored:
+        with writing(self._store, f"storing {obj.key}"):
+            created = self._store.put(obj.key, obj.data, sha256=obj.sha256, metadata={"digest": obj.digest})
+        size = len(obj.data) if created else self._confirm(obj)
+        return _Stored(obj.key, obj.events, size, created)
+
+    def _confirm(self, obj: _Encoded) -> int:
+        """The store refused our create: make sure what is there holds the same events; its size.
+
+        By the logical digest kept in the store's metadata (one stat), else by
+        the stored object's footer.  A different writer version, codec or
+        row-group size wrote different bytes of the same events: that is the
+        same object.
+        """
+        store = self._store
+        try:
+            stat = store.stat(obj.key)
+            stored = stat.metadata.get("digest")
+            if stored is None:
+                stored = _stored_digest(store.get(obj.key))
+        except ColdTierError:
+            raise
+        except Exception as exc:
+            raise ArchiveWriteError(
+                f"{obj.key} already exists in {store.description()} but could not be confirmed: {reason(exc)}"
+            ) from exc
+        if stored != obj.digest:
+            raise IntegrityError(
+                f"{obj.key} already exists in {store.description()} with different content "
+                f"(logical digest {stored}) than this batch ({obj.digest})"
+            )
+        return stat.size
+
+
+def _stored_digest(data: bytes) -> str | None:
+    """The logical digest a stored object's footer records; None if it has none or no footer."""
+    try:
+        return _format.read_footer(_format.open_parquet(data)).get("coldtier.digest")
+    except (pa.ArrowException, OSError, ValueError):
+        return None
+
+
+def _run_checks(checks: Sequence[Check], pool: ThreadPoolExecutor | None) -> pa.Table | None:
+    """Run ``checks`` (side by side on ``pool`` if given); raise or correct as if run in order."""
+    if pool is None or len(checks) < 2:
+        corrected = None
+        for check in checks:
+            corrected = check() or corrected
+        return corrected
+    futures = [pool.submit(check) for check in checks]
+    wait(futures)
+    corrected = None
+    for future in futures:
+        corrected = future.result() or corrected  # the first failure in list order raises
+    return corrected
+
+
+def _results(futures: Iterable[Future[T]]) -> list[T]:
+    """Wait for every future, then raise the first failure (no write left running)."""
+    futures = list(futures)
+    errors = [f.exception() for f in futures]
+    for error in errors:
+        if isinstance(error, _TooLarge):
+            raise error
+    for error in errors:
+        if error is not None:
+            raise error
+    return [f.result() for f in futures]
+
+
+def _receipt(results: list[_Stored]) -> Receipt:
+    return Receipt(
+        keys=tuple(r.key for r in results),
+        events=sum(r.events for r in results),
+        bytes=sum(r.size for r in results),
+        created=any(r.created for r in results),
+    )
+
+
+def _chunks(table: pa.Table, size: int) -> Iterator[pa.Table]:
+    for offset in range(0, table.num_rows, size):
+        yield table.slice(offset, size)
+
+
+def _rechunk(reader: pa.RecordBatchReader, size: int) -> Iterator[pa.Table]:
+    """Re-slice a stream into tables of exactly ``size`` rows (the last may be short)."""
+    buffered: list[pa.RecordBatch] = []
+    rows = 0
+    for incoming in reader:
+        batch = incoming
+        while batch.num_rows:
+            take = min(size - rows, batch.num_rows)
+            buffered.append(batch.slice(0, take))
+            rows += take
+            batch = batch.slice(take)
+            if rows == size:
+                yield pa.Table.from_batches(buffered)
+                buffered, rows = [], 0
+    if rows:
+        yield pa.Table.from_batches(buffered)

@@ -1,0 +1,85 @@
+"""An :class:`~coldtier.store.ObjectStore` over any fsspec filesystem: stat, get, list, delete.
+
+A backend built on fsspec subclasses :class:`FsspecStore` and adds its
+create-only :meth:`~coldtier.store.ObjectStore.put` (fsspec has no portable
+one) and, where its store keeps metadata, a richer :meth:`stat`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from fsspec.asyn import sync
+
+from ..store import ArchiveNotFound, Entry, ObjectStore, Stat
+
+__all__ = ["FsspecStore"]
+
+T = TypeVar("T")
+
+
+class FsspecStore(ObjectStore):
+    """Keys live under ``root`` of the fsspec filesystem ``fs``."""
+
+    def __init__(self, fs: Any, root: str, *, description: str) -> None:
+        self._fs = fs
+        self._root = root.rstrip("/")
+        self._description = description
+
+    def description(self) -> str:
+        return self._description
+
+    def path(self, key: str) -> str:
+        """The filesystem path of ``key``."""
+        return f"{self._root}/{key}" if key else self._root
+
+    def _key(self, path: str) -> str:
+        return path.rstrip("/")[len(self._root) + 1 :]
+
+    def location_exists(self) -> bool:
+        """Whether the root (bucket, directory) exists; asked only when a listing finds nothing.
+
+        Note for implementers: the default says yes; override where a
+        missing location would otherwise read as an empty archive.
+        """
+        return True
+
+    def hidden(self, name: str) -> bool:
+        """Whether a listed name is the store's own (a temp file) and no reader may see it."""
+        return False
+
+    def run(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> T:
+        """Run a coroutine function of the filesystem's library on its event loop, from this thread."""
+        result: T = sync(self._fs.loop, fn, *args, **kwargs)
+        return result
+
+    # -- primitives ---------------------------------------------------------------
+
+    def stat(self, key: str) -> Stat:
+        info = self._fs.info(self.path(key))
+        return Stat(size=int(info["size"]))
+
+    def get(self, key: str) -> bytes:
+        data: bytes = self._fs.cat_file(self.path(key))
+        return data
+
+    def list(self, prefix: str) -> list[Entry]:
+        try:
+            found: list[dict[str, Any]] = self._fs.ls(self.path(prefix), detail=True)
+        except FileNotFoundError as exc:
+            if not self.location_exists():
+                raise ArchiveNotFound(f"{self._description} does not exist") from exc
+            return []
+        if not found and not prefix and not self.location_exists():
+            raise ArchiveNotFound(f"{self._description} does not exist")
+        entries = []
+        for info in found:
+            key = self._key(info["name"])
+            if not key or self.hidden(key.rsplit("/", 1)[-1]):
+                continue
+            entries.append(Entry(key, int(info.get("size") or 0), info.get("type") == "directory"))
+        return entries
+
+    def delete(self, key: str) -> None:
+        self._fs.rm_file(self.path(key))
