@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: demo test lint reliability bench clean
+.PHONY: help demo test lint reliability bench dist dist-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ $(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet -e '.[test]'
 	touch $@ $(VENV)/.demo-installed
+
+## help: list the targets
+help:
+	@grep -E '^## ' Makefile | sed 's/^## /  make /'
 
 ## demo: archive the shipped sample into ./demo-archive, list, read one day, verify
 demo: $(VENV)/.demo-installed
@@ -39,5 +43,18 @@ reliability: $(VENV)/.test-installed
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m benchmarks
 
+## dist: build the sdist and the wheel into dist/
+dist: $(VENV)/.test-installed
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist . >/dev/null
+
+## dist-check: install the wheel into a fresh venv, away from the source tree; run the CLI and the quickstart
+dist-check: dist
+	rm -rf build/dist-check && $(PYTHON) -m venv build/dist-check/venv
+	build/dist-check/venv/bin/python -m pip install --quiet "$$(ls dist/*.whl)[cli]"
+	cd build/dist-check && venv/bin/coldtier backends
+	cd build/dist-check && venv/bin/python -c "import coldtier, sys; assert 'site-packages' in coldtier.__file__, coldtier.__file__"
+	cd build/dist-check && venv/bin/python $(CURDIR)/examples/quickstart.py archive
+
 clean:
-	rm -rf $(VENV) demo-archive .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) demo-archive .pytest_cache .mypy_cache .ruff_cache build dist
