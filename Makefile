@@ -40,4 +40,4 @@ bench: $(VENV)/.test-installed
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) demo-archive .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-pyarrow-old .venv-pyarrow-old.lock demo-archive .pytest_cache .mypy_cache .ruff_cache
