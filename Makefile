@@ -57,4 +57,4 @@ dist-check: dist
 	cd build/dist-check && venv/bin/python $(CURDIR)/examples/quickstart.py archive
 
 clean:
-	rm -rf $(VENV) demo-archive .pytest_cache .mypy_cache .ruff_cache build dist
+	rm -rf $(VENV) .venv-pyarrow-old .venv-pyarrow-old.lock demo-archive .pytest_cache .mypy_cache .ruff_cache build dist
