@@ -274,3 +274,38 @@ def test_json_check_accepts_exactly_what_orjson_parses(
             else:
                 with pytest.raises(coldtier.InvalidRequest, match=f"#{row} .*{column} is not JSON"):
                     _validate.from_arrow("acme", win, table)
+
+
+def test_a_stream_refuses_an_id_repeated_in_a_later_part(tmp_path: Path) -> None:
+    """Each event id at most once per call, across parts (DESIGN.md §2.6): the earlier parts stay stored."""
+    root = tmp_path / "archive"
+    root.mkdir()
+    archive = coldtier.open_archive(str(root), object_events=100)
+    table = make_table(350)
+    ids = table.column("event_id").to_pylist()
+    repeated = table.set_column(0, "event_id", pa.array([*ids[:-1], ids[0]], pa.string()))
+    start = repeated.column("timestamp")[0].as_py().replace(tzinfo=UTC)
+    end = repeated.column("timestamp")[349].as_py().replace(tzinfo=UTC)
+    reader = pa.RecordBatchReader.from_batches(repeated.schema, repeated.to_batches(max_chunksize=64))
+    with pytest.raises(coldtier.InvalidRequest, match=f"{ids[0]}.*earlier part of this stream"):
+        archive.archive("acme", start, end, reader)
+    stored = sorted(p.name for p in root.rglob("*.parquet"))
+    assert len(stored) == 3  # the parts before the bad one, each complete
+    assert archive.verify().ok
+    # The same stream without the repeat is stored whole, and reuses the three parts.
+    clean = pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=64))
+    receipt = archive.archive("acme", start, end, clean)
+    assert receipt.events == 350 and len(receipt.keys) == 4
+    assert archive.read("acme").num_rows == 350
+
+
+def test_seen_ids_confirms_a_hash_match_against_the_earlier_ids() -> None:
+    from coldtier._validate.stream import SeenIds
+
+    ids = pa.chunked_array([pa.array([str(uuid.UUID(int=i)) for i in range(1000)])])
+    seen = SeenIds()
+    seen.add(ids, lambda: [])
+    # The same hashes, but the earlier parts' ids (the exact source) hold none of them: no refusal.
+    seen.add(ids, lambda: [pa.array([str(uuid.UUID(int=10**6))])])
+    with pytest.raises(coldtier.InvalidRequest, match=str(uuid.UUID(int=7))):
+        seen.add(ids.slice(7, 1), lambda: [ids.combine_chunks()])

@@ -22,8 +22,9 @@ import pyarrow.compute as pc
 from .. import _format, _keys, _validate
 from .._errors import ArchiveWriteError, ColdTierError, IntegrityError, InvalidRequest
 from .._types import Receipt, Window
+from .._validate.stream import SeenIds
 from ..store import ObjectStore
-from .faults import reason, writing
+from .faults import reading, reason, writing
 from .settings import Settings
 
 __all__ = ["Writer"]
@@ -260,6 +261,17 @@ class Writer:
                 yield head.pop(0)  # popped, so the list holds it no longer
             yield from chunks
 
+        seen = SeenIds()
+
+        def earlier() -> Iterator[pa.Array]:
+            """The ids of the parts before, read back (only when a hash matches)."""
+            results.extend(_results(pending))
+            pending.clear()
+            for stored in results:
+                with reading(self._store, f"reading {stored.key}"):
+                    data = self._store.get(stored.key)
+                yield _format.open_parquet(data).read(columns=["event_id"]).column(0).combine_chunks()
+
         if single:  # one object: no pool to start
             for part in parts():
                 table = _format.sort_events(_validate.from_arrow(tenant, win, part))
@@ -271,6 +283,7 @@ class Writer:
                     for index, part in enumerate(parts()):
                         table = _format.sort_events(_validate.from_arrow(tenant, win, part))
                         del part
+                        seen.add(table.column("event_id"), earlier)
                         self._refuse_oversized_events(tenant, win, table)
                         pending.append(pool.submit(self._store_stream_part, tenant, win, table, index))
                         del table
