@@ -12,21 +12,22 @@ its rows.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import re
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar
+
+# The storage checks are the shipped test kit's, so that these files and its suites judge alike.
+from coldtier.testing._checks import FINAL_KEY_RE, StoreCheck, check_store
 
 __all__ = [
     "FIGURES_PATH",
     "FINAL_KEY_RE",
     "COUNTERS",
+    "Figures",
     "StoreCheck",
     "check_store",
     "tally",
@@ -47,11 +48,6 @@ COUNTERS = (
     "events_lost",
     "partial_objects",
     "seconds",
-)
-#: A final object key: ``<tenant>/<yyyy-mm>/archive.<tenant>.<start>-<end>.<digest>.parquet``.
-FINAL_KEY_RE = re.compile(
-    r"(?:.*/)?(?P<tenant>[A-Za-z0-9._-]+)/\d{4}-\d\d/archive\.(?P=tenant)\."
-    r"\d{4}-\d\d-\d\dT\d{6}Z-\d{4}-\d\d-\d\dT\d{6}Z\.(?P<digest>[0-9a-f]{16})\.parquet"
 )
 _RUN = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "pid": os.getpid()}
 _lock = threading.Lock()
@@ -104,37 +100,10 @@ def _save() -> None:
     os.replace(temp, FIGURES_PATH)
 
 
-class Backdoor(Protocol):
-    def list_keys(self) -> list[str]: ...
+class Figures:
+    """Mixin for a test class of a shipped suite: its ``record`` calls go to this run's figures."""
 
-    def get(self, key: str) -> bytes: ...
+    backend_name: ClassVar[str]
 
-
-@dataclass
-class StoreCheck:
-    """What is physically stored, seen through a backdoor."""
-
-    final: list[str] = field(default_factory=list)  # keys that look like archive objects
-    partial: list[str] = field(default_factory=list)  # final keys whose bytes do not hash to the name
-    other: list[str] = field(default_factory=list)  # anything else (temp files, canaries)
-
-    @property
-    def temp(self) -> list[str]:
-        return [k for k in self.other if "/.~coldtier." in f"/{k}"]
-
-
-def check_store(backdoor: Backdoor, ignore_prefix: str = "_coldtier~") -> StoreCheck:
-    """Hash every object under a final key against the digest in its name."""
-    check = StoreCheck()
-    for key in backdoor.list_keys():
-        if key.startswith(ignore_prefix):
-            check.other.append(key)
-            continue
-        m = FINAL_KEY_RE.fullmatch(key)
-        if m is None:
-            check.other.append(key)
-            continue
-        check.final.append(key)
-        if hashlib.sha256(backdoor.get(key)).hexdigest()[:16] != m["digest"]:
-            check.partial.append(key)
-    return check
+    def record(self, area: str, note: str | None = None, **counts: float) -> None:
+        tally(area, self.backend_name, note, **counts)

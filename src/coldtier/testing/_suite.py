@@ -1,4 +1,7 @@
-"""The conformance suite: one base class, run unchanged against every backend."""
+"""The conformance suite: one base class, run unchanged against every backend.
+
+Fixtures (see :class:`coldtier.testing.Suite`): ``make_archive`` and ``backdoor``.
+"""
 
 from __future__ import annotations
 
@@ -6,67 +9,40 @@ import hashlib
 import re
 import threading
 import uuid
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from .. import _codec
-from .._archive import Archive
-from .._errors import IntegrityError, InvalidRequest
-from .._types import Event
+from coldtier import Archive, Event, IntegrityError, InvalidRequest
+
+from ._backdoor import Backdoor
+from ._base import MakeArchive, Suite
+from ._checks import RESERVED_PREFIX
 from ._data import make_events, window_of
 
-__all__ = ["ArchiveTests", "Backdoor", "FsspecBackdoor"]
+__all__ = ["ArchiveTests"]
 
 US = timedelta(microseconds=1)
 KEY_RE = re.compile(
     r"(?P<tenant>[A-Za-z0-9._-]+)/(?P<month>\d{4}-\d\d)/archive\.(?P=tenant)\."
     r"(?P<start>\d{4}-\d\d-\d\dT\d{6}Z)-(?P<end>\d{4}-\d\d-\d\dT\d{6}Z)\.(?P<digest>[0-9a-f]{16})\.parquet"
 )
-MakeArchive = Callable[..., Archive]
-
-
-class Backdoor(Protocol):
-    """Direct access to a backend's storage, bypassing coldtier.
-
-    Keys are relative to the archive's root, as in :attr:`Receipt.keys`.
-    """
-
-    def list_keys(self) -> list[str]:
-        """Every stored object under the root (sorted), temp files included."""
-
-    def get(self, key: str) -> bytes:
-        """The raw bytes of one object."""
-
-    def put(self, key: str, data: bytes) -> None:
-        """Write (or overwrite) one object unconditionally."""
-
-
-class FsspecBackdoor:
-    """A :class:`Backdoor` over any fsspec filesystem (use an instance of your own)."""
-
-    def __init__(self, fs: Any, root: str) -> None:
-        self.fs = fs
-        self.root = root.rstrip("/")
-
-    def list_keys(self) -> list[str]:
-        try:
-            found = self.fs.find(self.root)
-        except FileNotFoundError:
-            return []
-        return sorted(p[len(self.root) + 1 :] for p in found)
-
-    def get(self, key: str) -> bytes:
-        data: bytes = self.fs.cat_file(f"{self.root}/{key}")
-        return data
-
-    def put(self, key: str, data: bytes) -> None:
-        self.fs.pipe_file(f"{self.root}/{key}", data)
+#: The stored columns, exactly (DESIGN.md section 3), written out here rather than taken from the engine.
+STORED_SCHEMA = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("event_type", pa.string(), nullable=False),
+        pa.field("entity_id", pa.string(), nullable=False),
+        pa.field("payload", pa.string(), nullable=False),
+        pa.field("timestamp", pa.timestamp("us"), nullable=False),
+        pa.field("metadata", pa.string(), nullable=True),
+        pa.field("version", pa.uint64(), nullable=False),
+    ]
+)
 
 
 def _ids(table: pa.Table) -> list[str]:
@@ -78,20 +54,12 @@ def _footer(data: bytes) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in md.items()}
 
 
-class ArchiveTests:
+class ArchiveTests(Suite):
     """Conformance tests for a coldtier backend.
 
     Subclasses provide the fixtures ``make_archive`` (a factory of new archive
     objects on one fresh, empty location per test) and ``backdoor``.
     """
-
-    @pytest.fixture
-    def make_archive(self) -> MakeArchive:
-        raise NotImplementedError("provide a make_archive fixture")
-
-    @pytest.fixture
-    def backdoor(self) -> Backdoor:
-        raise NotImplementedError("provide a backdoor fixture")
 
     @pytest.fixture
     def archive(self, make_archive: MakeArchive) -> Archive:
@@ -111,12 +79,12 @@ class ArchiveTests:
         assert m["month"] == f"{start:%Y-%m}"
         assert m["start"] == start.strftime("%Y-%m-%dT%H%M%SZ")
         assert m["end"] == end.strftime("%Y-%m-%dT%H%M%SZ")
-        assert [k for k in backdoor.list_keys() if not k.startswith("_coldtier~")] == [key]
+        assert [k for k in backdoor.list_keys() if not k.startswith(RESERVED_PREFIX)] == [key]
         data = backdoor.get(key)
         assert len(data) == receipt.bytes
         assert hashlib.sha256(data).hexdigest()[:16] == m["digest"]
         table = pq.read_table(pa.BufferReader(data))
-        assert table.schema.remove_metadata().equals(_codec.SCHEMA.remove_metadata())
+        assert table.schema.remove_metadata().equals(STORED_SCHEMA.remove_metadata())
         assert table.num_rows == 50
         stamps = table.column("timestamp").to_pylist()
         assert stamps == sorted(stamps)
@@ -325,9 +293,26 @@ class ArchiveTests:
             archive.archive("acme", start, end, events)
         assert backdoor.get(key) == b"not the archived bytes"  # never overwritten
 
+    def test_backdoor_lists_every_key(self, backdoor: Backdoor) -> None:
+        """The suite's checks are only as good as the backdoor: it must see dot-files and canaries."""
+        keys = [
+            ".hidden",
+            "acme/2024-03/.~coldtier.1.00ff.tmp",
+            "acme/2024-03/notes.txt",
+            f"{RESERVED_PREFIX}probe/probe-0",
+        ]
+        for key in keys:
+            backdoor.put(key, key.encode())
+        assert backdoor.list_keys() == sorted(keys)
+        assert [backdoor.get(k) for k in keys] == [k.encode() for k in keys]
+
     def test_probe(self, archive: Archive, backdoor: Backdoor) -> None:
         archive.probe()
-        assert [k for k in backdoor.list_keys() if k.endswith(".parquet")] == []
+        # Nothing at all is left behind (no canary under the reserved prefix, no
+        # temp file, under any name), and the archive's own listing shows nothing.
+        assert backdoor.list_keys() == []
+        assert archive.tenants() == []
+        assert archive.verify().objects == 0
 
     def test_description_is_a_url(self, archive: Archive) -> None:
         text = archive.description()
