@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
@@ -41,15 +42,28 @@ def retention_pass(
     return archived, kept
 
 
-if __name__ == "__main__":
-    from coldtier.testing import make_events
+def sample_events(tenant: str, day: datetime, count: int) -> list[coldtier.Event]:
+    """``count`` orders of one tenant, a minute apart from ``day``: what the store would hand over."""
+    return [
+        coldtier.Event(
+            id=uuid.uuid5(uuid.NAMESPACE_URL, f"retention-example/{tenant}/{day:%Y-%m-%d}/{i}"),
+            event_type="order.created" if i % 2 == 0 else "order.paid",
+            entity_id=f"order-{i // 2}",
+            tenant_id=tenant,
+            payload={"order": i // 2, "amount": round(10 + i * 0.25, 2)},
+            timestamp=day + timedelta(minutes=i),
+        )
+        for i in range(count)
+    ]
 
+
+if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     url = sys.argv[1] if len(sys.argv) > 1 else "demo-archive"
     store: dict[tuple[str, datetime], list[coldtier.Event]] = {}
     for tenant in ("acme", "globex"):
         day = datetime(2024, 1, 1, tzinfo=UTC)
-        store[(tenant, day)] = make_events(tenant, 500, start=day, step=timedelta(seconds=60))
+        store[(tenant, day)] = sample_events(tenant, day, 500)
 
     def expired() -> Iterable[tuple[str, datetime, datetime, list[coldtier.Event]]]:
         for (tenant, day), events in list(store.items()):

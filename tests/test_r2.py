@@ -32,7 +32,9 @@ class TestR2(R2Rig, ArchiveTests):
 
 
 class TestR2Model(R2Rig, Figures, ModelTests):
-    pass
+    # The S3 code path with R2's settings (region auto, checksums when required);
+    # test_s3.py draws 25 schedules on it, at about 4 s each on moto.
+    max_examples = 5
 
 
 class TestR2Hostile(R2Rig, Figures, HostileInputTests):
