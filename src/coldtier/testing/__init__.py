@@ -56,7 +56,8 @@ and ``record(area, note=None, **counts)``, called with what each scenario did
 and found (the default drops it).  Also here: :func:`make_events` and
 :func:`window_of` (sample events), :class:`FsspecBackdoor`, the
 :class:`FaultProxy` and its :class:`Rule`.  ``import coldtier.testing`` needs
-neither pytest nor hypothesis; each suite imports them when first used.
+neither pytest nor hypothesis; each suite imports them when first used (the
+``testing`` extra installs both).
 """
 
 from __future__ import annotations
