@@ -34,9 +34,10 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
 
-## reliability: the reliability suite alone, then its figures into RELIABILITY.md
+## reliability: the reliability suite alone (its files, and the shipped model,
+## hostile-input and wire-fault suites in each backend's file), then its figures into RELIABILITY.md
 reliability: $(VENV)/.test-installed
-	$(BIN)/python -m pytest tests/test_reliability_*.py
+	$(BIN)/python -m pytest tests -k "reliability or Model or Hostile or WireFaults"
 	$(BIN)/python -m tests.reliability_report
 
 ## bench: benchmarks against the bare libraries (on demand, not in CI)

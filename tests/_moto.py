@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 import pytest
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-__all__ = ["CREDENTIALS", "BotoBackdoor", "archive_url", "fresh_bucket", "moto_url", "s3_client"]
+import coldtier
+
+__all__ = ["CREDENTIALS", "BotoBackdoor", "MotoRig", "archive_url", "fresh_bucket", "moto_url", "s3_client"]
 
 #: What tests pass as keyword options; moto accepts any credentials.
 CREDENTIALS = {"key": "AKIAMOTOTESTING", "secret": "moto-secret-do-not-leak"}
@@ -88,3 +90,35 @@ class BotoBackdoor:
     def head(self, key: str) -> dict[str, Any]:
         head: dict[str, Any] = self.client.head_object(Bucket=self.bucket, Key=self.prefix + key)
         return head
+
+
+class MotoRig:
+    """The fixtures of coldtier.testing's suites for an ``s3://`` or ``r2://`` archive on moto.
+
+    A fresh bucket per test, the archive under :attr:`prefix`; every suite
+    (conformance, model, hostile input, wire faults) can be mixed in after it.
+    """
+
+    backend_name: ClassVar[str] = "s3"
+    scheme: ClassVar[str] = "s3"
+    prefix: ClassVar[str] = "cold/tier"
+
+    @pytest.fixture
+    def upstream(self, moto_url: str) -> str:
+        return moto_url
+
+    @pytest.fixture
+    def make_archive_through(self, fresh_bucket: str) -> Any:
+        def make(endpoint: str, **options: Any) -> coldtier.Archive:
+            url = archive_url(self.scheme, fresh_bucket, self.prefix, endpoint)
+            return coldtier.open_archive(url, **CREDENTIALS, **options)
+
+        return make
+
+    @pytest.fixture
+    def make_archive(self, upstream: str, make_archive_through: Any) -> Any:
+        return lambda **options: make_archive_through(upstream, **options)
+
+    @pytest.fixture
+    def backdoor(self, s3_client: Any, fresh_bucket: str) -> BotoBackdoor:
+        return BotoBackdoor(s3_client, fresh_bucket, self.prefix)

@@ -14,24 +14,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from coldtier import SCHEMA
-from coldtier._digest import logical_digest
+# The storage checks are the shipped test kit's, so that these files and its suites judge alike.
+from coldtier.testing._checks import FINAL_KEY_RE, StoreCheck, check_store
 
 __all__ = [
     "FIGURES_PATH",
     "FINAL_KEY_RE",
     "COUNTERS",
+    "Figures",
     "StoreCheck",
     "check_store",
     "tally",
@@ -52,11 +48,6 @@ COUNTERS = (
     "events_lost",
     "partial_objects",
     "seconds",
-)
-#: A final object key: ``<tenant>/<yyyy-mm>/archive.<tenant>.<start>-<end>.<digest>.parquet``.
-FINAL_KEY_RE = re.compile(
-    r"(?:.*/)?(?P<tenant>[A-Za-z0-9._-]+)/\d{4}-\d\d/archive\.(?P=tenant)\."
-    r"\d{4}-\d\d-\d\dT\d{6}Z-\d{4}-\d\d-\d\dT\d{6}Z\.(?P<digest>[0-9a-f]{16})\.parquet"
 )
 _RUN = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "pid": os.getpid()}
 _lock = threading.Lock()
@@ -109,50 +100,10 @@ def _save() -> None:
     os.replace(temp, FIGURES_PATH)
 
 
-class Backdoor(Protocol):
-    def list_keys(self) -> list[str]: ...
+class Figures:
+    """Mixin for a test class of a shipped suite: its ``record`` calls go to this run's figures."""
 
-    def get(self, key: str) -> bytes: ...
+    backend_name: ClassVar[str]
 
-
-@dataclass
-class StoreCheck:
-    """What is physically stored, seen through a backdoor."""
-
-    final: list[str] = field(default_factory=list)  # keys that look like archive objects
-    partial: list[str] = field(default_factory=list)  # final keys whose bytes do not hash to the name
-    other: list[str] = field(default_factory=list)  # anything else (temp files, canaries)
-
-    @property
-    def temp(self) -> list[str]:
-        return [k for k in self.other if "/.~coldtier." in f"/{k}"]
-
-
-def check_store(backdoor: Backdoor, ignore_prefix: str = "_coldtier~") -> StoreCheck:
-    """Check every object under a final key against the digest in its name.
-
-    Format 2: the object must decode (pyarrow, outside coldtier's read path)
-    and its events must have the logical digest its name starts with.
-    """
-    check = StoreCheck()
-    for key in backdoor.list_keys():
-        if key.startswith(ignore_prefix):
-            check.other.append(key)
-            continue
-        m = FINAL_KEY_RE.fullmatch(key)
-        if m is None:
-            check.other.append(key)
-            continue
-        check.final.append(key)
-        if _events_digest(backdoor.get(key)) != m["digest"]:
-            check.partial.append(key)
-    return check
-
-
-def _events_digest(data: bytes) -> str | None:
-    """The first 16 digits of the logical digest of an object's events; None if it does not decode."""
-    try:
-        table = pq.read_table(pa.BufferReader(data), use_threads=False)
-        return logical_digest(table.select(list(SCHEMA.names)).cast(SCHEMA))[:16]
-    except (pa.ArrowException, OSError, ValueError):
-        return None
+    def record(self, area: str, note: str | None = None, **counts: float) -> None:
+        tally(area, self.backend_name, note, **counts)

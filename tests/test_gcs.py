@@ -1,4 +1,4 @@
-"""The GCS backend against fake-gcs-server: conformance suite, options, and faults at the wire."""
+"""The GCS backend against fake-gcs-server: the shipped suites, options, and faults at the wire."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import hashlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 from google.oauth2.credentials import Credentials
@@ -14,24 +15,64 @@ import coldtier
 from coldtier import ArchiveWriteError, InvalidRequest, PreconditionUnsupported
 from coldtier.backends.gcs import DEFAULT_MAX_OBJECT_BYTES, GCSStore
 from coldtier.store import metadata_name
-from coldtier.testing import ArchiveTests, make_events, window_of
+from coldtier.testing import (
+    ArchiveTests,
+    FaultProxy,
+    HostileInputTests,
+    ModelTests,
+    Rule,
+    WireFaultTests,
+    make_events,
+    window_of,
+)
 from tests._fakegcs import FakeGCS, HTTPBackdoor
-from tests.faultproxy import FaultProxy, Rule
+from tests._reliability import Figures
 
 SHA256_METADATA = metadata_name("sha256")
 PREFIX = "cold/tier"
 UPLOAD = r"^/upload/storage/v1/b/[^/]+/o\?"
 
 
-class TestGCS(ArchiveTests):
+class GCSRig:
+    backend_name = "gcs"
+    # How an object write looks on the wire (for WireFaultTests).
+    write_method = "POST"
+    write_path = UPLOAD
+    budget_options: ClassVar[dict[str, Any]] = {}
+    write_attempts = GCSStore.upload_attempts
+
     @pytest.fixture
-    def make_archive(self, fake_gcs: FakeGCS, gcs_bucket: str):
+    def upstream(self, fake_gcs: FakeGCS) -> str:
+        return fake_gcs.url
+
+    @pytest.fixture
+    def make_archive_through(self, gcs_bucket: str):
         url = f"gs://{gcs_bucket}/{PREFIX}"
-        return lambda **options: coldtier.open_archive(url, endpoint_url=fake_gcs.url, **options)
+        return lambda endpoint, **options: coldtier.open_archive(url, endpoint_url=endpoint, **options)
+
+    @pytest.fixture
+    def make_archive(self, upstream: str, make_archive_through):
+        return lambda **options: make_archive_through(upstream, **options)
 
     @pytest.fixture
     def backdoor(self, fake_gcs: FakeGCS, gcs_bucket: str) -> HTTPBackdoor:
         return HTTPBackdoor(fake_gcs, gcs_bucket, PREFIX)
+
+
+class TestGCS(GCSRig, ArchiveTests):
+    pass
+
+
+class TestGCSModel(GCSRig, Figures, ModelTests):
+    pass
+
+
+class TestGCSHostile(GCSRig, Figures, HostileInputTests):
+    pass
+
+
+class TestGCSWireFaults(GCSRig, Figures, WireFaultTests):
+    pass
 
 
 def test_gcs_scheme_is_the_same_backend(fake_gcs: FakeGCS, gcs_bucket: str) -> None:

@@ -1,4 +1,4 @@
-"""The local reference backend: conformance suite plus durability specifics."""
+"""The local reference backend: the shipped suites plus durability specifics."""
 
 from __future__ import annotations
 
@@ -14,10 +14,20 @@ import pytest
 from fsspec.implementations.local import LocalFileSystem
 
 import coldtier
-from coldtier.testing import ArchiveTests, FsspecBackdoor, make_events, window_of
+from coldtier.testing import (
+    ArchiveTests,
+    FsspecBackdoor,
+    HostileInputTests,
+    ModelTests,
+    make_events,
+    window_of,
+)
+from tests._reliability import Figures
 
 
-class TestLocal(ArchiveTests):
+class LocalRig:
+    backend_name = "local"
+
     @pytest.fixture
     def make_archive(self, tmp_path: Path):
         root = tmp_path / "archive"
@@ -27,6 +37,18 @@ class TestLocal(ArchiveTests):
     @pytest.fixture
     def backdoor(self, tmp_path: Path) -> FsspecBackdoor:
         return FsspecBackdoor(LocalFileSystem(), (tmp_path / "archive").as_posix())
+
+
+class TestLocal(LocalRig, ArchiveTests):
+    pass
+
+
+class TestLocalModel(LocalRig, Figures, ModelTests):
+    pass
+
+
+class TestLocalHostile(LocalRig, Figures, HostileInputTests):
+    pass
 
 
 class TestLocalFileURL(TestLocal):

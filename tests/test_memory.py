@@ -1,4 +1,4 @@
-"""The memory backend runs the conformance suite unchanged."""
+"""The memory backend runs the shipped suites unchanged."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
 import coldtier
-from coldtier.testing import ArchiveTests, FsspecBackdoor
+from coldtier.testing import ArchiveTests, FsspecBackdoor, HostileInputTests, ModelTests
+from tests._reliability import Figures
 
 
-class TestMemory(ArchiveTests):
+class MemoryRig:
+    backend_name = "memory"
+
     @pytest.fixture
     def name(self) -> str:
         return f"suite-{uuid.uuid4().hex}"
@@ -23,6 +26,18 @@ class TestMemory(ArchiveTests):
     @pytest.fixture
     def backdoor(self, name: str) -> FsspecBackdoor:
         return FsspecBackdoor(MemoryFileSystem(skip_instance_cache=True), f"/{name}")
+
+
+class TestMemory(MemoryRig, ArchiveTests):
+    pass
+
+
+class TestMemoryModel(MemoryRig, Figures, ModelTests):
+    pass
+
+
+class TestMemoryHostile(MemoryRig, Figures, HostileInputTests):
+    pass
 
 
 @pytest.mark.parametrize("workers", [2, 3, 4])

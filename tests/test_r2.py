@@ -1,4 +1,4 @@
-"""The R2 backend: the conformance suite against moto, and what makes R2 different."""
+"""The R2 backend: the shipped suites against moto, and what makes R2 different."""
 
 from __future__ import annotations
 
@@ -9,20 +9,44 @@ import pytest
 
 import coldtier
 from coldtier import InvalidRequest
-from coldtier.testing import ArchiveTests, make_events, window_of
-from tests._moto import CREDENTIALS, BotoBackdoor, archive_url
-from tests.faultproxy import FaultProxy
+from coldtier.testing import (
+    ArchiveTests,
+    FaultProxy,
+    HostileInputTests,
+    ModelTests,
+    WireFaultTests,
+    make_events,
+    window_of,
+)
+from tests._moto import CREDENTIALS, BotoBackdoor, MotoRig, archive_url
+from tests._reliability import Figures
 
 
-class TestR2(ArchiveTests):
-    @pytest.fixture
-    def make_archive(self, moto_url: str, fresh_bucket: str):
-        url = archive_url("r2", fresh_bucket, "cold", moto_url)
-        return lambda **options: coldtier.open_archive(url, **CREDENTIALS, **options)
+class R2Rig(MotoRig):
+    backend_name = scheme = "r2"
+    prefix = "cold"
 
-    @pytest.fixture
-    def backdoor(self, s3_client: Any, fresh_bucket: str) -> BotoBackdoor:
-        return BotoBackdoor(s3_client, fresh_bucket, "cold")
+
+class TestR2(R2Rig, ArchiveTests):
+    pass
+
+
+class TestR2Model(R2Rig, Figures, ModelTests):
+    # The S3 code path with R2's settings (region auto, checksums when required);
+    # test_s3.py draws 25 schedules on it, at about 4 s each on moto.
+    max_examples = 5
+
+
+class TestR2Hostile(R2Rig, Figures, HostileInputTests):
+    pass
+
+
+class TestR2WireFaults(R2Rig, Figures, WireFaultTests):
+    # R2 is the S3 code path with other settings: the random schedules suffice
+    # (test_s3.py runs the rest, which takes seconds per case in backoff).
+    test_faults_past_the_retry_budget_fail_clearly_in_bounded_time = None
+    test_slow_responses_below_the_timeout_only_cost_time = None
+    test_slow_responses_past_the_timeout_fail_in_bounded_time = None
 
 
 def test_puts_are_signed_for_region_auto_with_only_our_checksum(moto_url: str, fresh_bucket: str) -> None:

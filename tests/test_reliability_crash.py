@@ -32,11 +32,10 @@ import pytest
 from fsspec.implementations.local import LocalFileSystem
 
 import coldtier
-from coldtier.testing import FsspecBackdoor
+from coldtier.testing import FaultProxy, FsspecBackdoor, Rule
 from coldtier.testing._data import make_table
 from tests._moto import CREDENTIALS, BotoBackdoor
 from tests._reliability import check_store, tally, timed
-from tests.faultproxy import FaultProxy, Rule
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Kill trials per backend (the issue asks for at least 20 on local and S3; GCS,

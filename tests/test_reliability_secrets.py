@@ -24,10 +24,9 @@ import pytest
 
 import coldtier
 from coldtier import ColdTierError
-from coldtier.testing import make_events, window_of
+from coldtier.testing import FaultProxy, Rule, make_events, window_of
 from tests._moto import BotoBackdoor, archive_url
 from tests._reliability import tally
-from tests.faultproxy import FaultProxy, Rule
 
 AREA = "secrets"
 KEY = "AKIACOLDTIERFAKE7Q2Z"

@@ -1,4 +1,4 @@
-"""The S3 backend against moto: conformance suite, options, faults, request count."""
+"""The S3 backend against moto: the shipped suites, options, faults, request count."""
 
 from __future__ import annotations
 
@@ -14,20 +14,34 @@ import pytest
 
 import coldtier
 from coldtier import ArchiveWriteError, InvalidRequest, PreconditionUnsupported
-from coldtier.testing import ArchiveTests, make_events, window_of
-from tests._moto import CREDENTIALS, BotoBackdoor, archive_url
-from tests.faultproxy import FaultProxy, Rule
+from coldtier.testing import (
+    ArchiveTests,
+    FaultProxy,
+    HostileInputTests,
+    ModelTests,
+    Rule,
+    WireFaultTests,
+    make_events,
+    window_of,
+)
+from tests._moto import CREDENTIALS, BotoBackdoor, MotoRig, archive_url
+from tests._reliability import Figures
 
 
-class TestS3(ArchiveTests):
-    @pytest.fixture
-    def make_archive(self, moto_url: str, fresh_bucket: str):
-        url = f"s3://{fresh_bucket}/cold/tier?endpoint_url={moto_url}&region=us-east-1"
-        return lambda **options: coldtier.open_archive(url, **CREDENTIALS, **options)
+class TestS3(MotoRig, ArchiveTests):
+    pass
 
-    @pytest.fixture
-    def backdoor(self, s3_client: Any, fresh_bucket: str) -> BotoBackdoor:
-        return BotoBackdoor(s3_client, fresh_bucket, "cold/tier")
+
+class TestS3Model(MotoRig, Figures, ModelTests):
+    pass
+
+
+class TestS3Hostile(MotoRig, Figures, HostileInputTests):
+    pass
+
+
+class TestS3WireFaults(MotoRig, Figures, WireFaultTests):
+    pass
 
 
 # -- options ---------------------------------------------------------------------

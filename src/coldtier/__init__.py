@@ -14,6 +14,7 @@ content-addressed, into a local directory, S3, R2 or GCS, selected by URL::
 from __future__ import annotations
 
 from ._archive import Archive
+from ._digest import logical_digest
 from ._errors import (
     ArchiveNotFound,
     ArchiveReadError,
@@ -51,6 +52,7 @@ __all__ = [
     "__version__",
     "available_backends",
     "load_backend",
+    "logical_digest",
     "open_archive",
     "register_backend",
 ]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 
-from .._types import Event
+from coldtier import Event
 
 __all__ = ["make_events", "make_table", "window_of"]
 

@@ -264,8 +264,8 @@ class FaultProxy:
             if k.strip().lower() not in ("connection", "transfer-encoding", "content-length", "keep-alive")
         ]
         no_body = method == "HEAD" or entry.status in (204, 304)
-        length = next((v.strip() for k, v in resp_headers if k.strip().lower() == "content-length"), None)
-        kept.append(f"Content-Length: {length if no_body and length is not None else len(resp_body)}")
+        declared = next((v.strip() for k, v in resp_headers if k.strip().lower() == "content-length"), None)
+        kept.append(f"Content-Length: {declared if no_body and declared is not None else len(resp_body)}")
         writer.write(("\r\n".join([resp_lines[0], *kept]) + "\r\n\r\n").encode("latin-1"))
         if not no_body:
             writer.write(resp_body)
