@@ -71,14 +71,14 @@ class FsspecStore(ObjectStore):
             if not self.location_exists():
                 raise ArchiveNotFound(f"{self._description} does not exist") from exc
             return []
-        if not found and not prefix and not self.location_exists():
-            raise ArchiveNotFound(f"{self._description} does not exist")
         entries = []
         for info in found:
             key = self._key(info["name"])
             if not key or self.hidden(key.rsplit("/", 1)[-1]):
                 continue
             entries.append(Entry(key, int(info.get("size") or 0), info.get("type") == "directory"))
+        if not entries and not prefix and not self.location_exists():
+            raise ArchiveNotFound(f"{self._description} does not exist")
         return entries
 
     def delete(self, key: str) -> None:

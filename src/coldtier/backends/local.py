@@ -48,6 +48,8 @@ class LocalStore(FsspecStore):
         return cls(location.path)
 
     def location_exists(self) -> bool:
+        if os.path.exists(self._root) and not os.path.isdir(self._root):
+            raise NotADirectoryError(f"{self._root} is not a directory")
         return os.path.isdir(self._root)
 
     def hidden(self, name: str) -> bool:
