@@ -18,10 +18,9 @@ import pytest
 
 import coldtier
 from coldtier import ArchiveNotFound, ArchiveReadError, ArchiveWriteError, ColdTierError
-from coldtier.testing import make_events, window_of
+from coldtier.testing import FaultProxy, Rule, make_events, window_of
 from tests._fakegcs import FakeGCS
 from tests._moto import CREDENTIALS, archive_url
-from tests.faultproxy import FaultProxy, Rule
 
 EVENTS = make_events("acme", 10)
 WINDOW = window_of(EVENTS)
