@@ -93,6 +93,7 @@ def local_locations(tmp_path: Path) -> Location:
 
     def make() -> Target:
         root = tmp_path / f"loc-{next(counter)}"
+        root.mkdir()  # an archive's root exists (a missing one is ArchiveNotFound), as a bucket does
         return Target("local", str(root), {}, FsspecBackdoor(LocalFileSystem(), root.as_posix()))
 
     return make

@@ -10,6 +10,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import coldtier
@@ -94,7 +96,8 @@ def test_storage_class_sse_checksum_and_metadata_are_applied(
     head = s3_client.head_object(Bucket=fresh_bucket, Key=f"p/{key}", ChecksumMode="ENABLED")
     assert head["StorageClass"] == "GLACIER_IR"
     assert head["ServerSideEncryption"] == "aws:kms" and head["SSEKMSKeyId"].endswith("alias/archive")
-    assert head["Metadata"] == {"coldtier-sha256": sha256}
+    table = pq.read_table(pa.BufferReader(backdoor.get(key)))
+    assert head["Metadata"] == {"coldtier-sha256": sha256, "coldtier-digest": coldtier.logical_digest(table)}
     assert base64.b64decode(head["ChecksumSHA256"]).hex() == sha256
     aes = coldtier.open_archive(archive_url("s3", fresh_bucket, "q", moto_url), sse="AES256", **CREDENTIALS)
     (key,) = aes.archive("acme", *window_of(events), events).keys

@@ -54,7 +54,7 @@ def verify_object(reader: Reader, obj: ArchivedObject) -> VerifyReport:
     try:
         table = pf.read(use_threads=False)
     except Exception as exc:  # noqa: BLE001
-        return problem(f"its events cannot be decoded, so their digest cannot be checked: {exc}")
+        return problem(f"content digest cannot be checked: its events do not decode ({exc})")
     got = [(f.name, f.type) for f in table.schema]
     want = [(f.name, f.type) for f in SCHEMA]
     if got != want:
@@ -67,7 +67,7 @@ def verify_object(reader: Reader, obj: ArchivedObject) -> VerifyReport:
         if full[:16] != obj.digest:
             problem(f"footer digest {full[:16] or '(none)'} does not match the digest {obj.digest} in its name")
         elif actual != full:
-            problem(f"its events' digest {actual[:16]} does not match the digest {obj.digest} in its name")
+            problem(f"content digest {actual[:16]} (of its events) does not match the digest {obj.digest} in its name")
     if (fmt := meta.get("coldtier.format")) not in ("1", _format.FORMAT_VERSION):  # format 1: by its bytes, above
         problem(f"footer coldtier.format is {fmt!r}, expected {_format.FORMAT_VERSION!r}")
     expect = {
