@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from fsspec.asyn import sync
 
 from ..store import ArchiveNotFound, Entry, ObjectStore, Stat
+from ._deadline import Limits, guarded
 
 __all__ = ["FsspecStore"]
 
@@ -22,10 +23,12 @@ T = TypeVar("T")
 class FsspecStore(ObjectStore):
     """Keys live under ``root`` of the fsspec filesystem ``fs``."""
 
-    def __init__(self, fs: Any, root: str, *, description: str) -> None:
+    def __init__(self, fs: Any, root: str, *, description: str, limits: Limits | None = None) -> None:
         self._fs = fs
         self._root = root.rstrip("/")
         self._description = description
+        #: Bounds on each request of a remote store (``timeout``, ``max_attempts``); None: local.
+        self.limits = limits
 
     def description(self) -> str:
         return self._description
@@ -54,19 +57,27 @@ class FsspecStore(ObjectStore):
         result: T = sync(self._fs.loop, fn, *args, **kwargs)
         return result
 
+    def bounded(self, what: str, key: str, call: Callable[[], T], *, nbytes: int = 0) -> T:
+        """``call()``, a timeout turned into :class:`StoreTimeout` naming ``what`` of ``key``."""
+        if self.limits is None:
+            return call()
+        return guarded(self.limits, f"{what} of {key or '/'}", call, nbytes=nbytes)
+
     # -- primitives ---------------------------------------------------------------
 
     def stat(self, key: str) -> Stat:
-        info = self._fs.info(self.path(key))
+        info = self.bounded("HEAD", key, lambda: self._fs.info(self.path(key)))
         return Stat(size=int(info["size"]))
 
     def get(self, key: str) -> bytes:
-        data: bytes = self._fs.cat_file(self.path(key))
+        data: bytes = self.bounded("GET", key, lambda: self._fs.cat_file(self.path(key)))
         return data
 
     def list(self, prefix: str) -> list[Entry]:
         try:
-            found: list[dict[str, Any]] = self._fs.ls(self.path(prefix), detail=True)
+            found: list[dict[str, Any]] = self.bounded(
+                "LIST", prefix, lambda: self._fs.ls(self.path(prefix), detail=True)
+            )
         except FileNotFoundError as exc:
             if not self.location_exists():
                 raise ArchiveNotFound(f"{self._description} does not exist") from exc
@@ -82,4 +93,4 @@ class FsspecStore(ObjectStore):
         return entries
 
     def delete(self, key: str) -> None:
-        self._fs.rm_file(self.path(key))
+        self.bounded("DELETE", key, lambda: self._fs.rm_file(self.path(key)))

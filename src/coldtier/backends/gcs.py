@@ -14,8 +14,14 @@ so a refused create is confirmed without a download.
 
 Credentials come only from the keyword option ``token`` (anything gcsfs
 accepts) or Google's default chain; an ``http://`` endpoint (an emulator) is
-used anonymously unless a ``token`` is given.  gcsfs retries 429/5xx for
-about half a minute per call; the upload does its own, bounded retries.
+used anonymously unless a ``token`` is given.
+
+Time is bounded (see :mod:`coldtier.backends._deadline`): every request — the
+upload and each of gcsfs's (LIST page, object GET, metadata GET, DELETE) — is
+tried at most ``max_attempts`` times, each attempt waiting at most ``timeout``
+seconds to connect and per read, with a hard deadline per attempt.  gcsfs's
+own loop (6 tries, about 30 s of backoff, per request; an aiohttp total
+timeout not retried at all) is replaced by that one loop.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import aiohttp
 import google_crc32c  # gcsfs -> google-cloud-storage -> google-crc32c
 import orjson
 from gcsfs.core import GCSFileSystem
+from gcsfs.retry import is_retriable, validate_response
 
 from ..store import (
     Fault,
@@ -49,6 +56,7 @@ from ..store import (
     kept_metadata,
     stored_metadata,
 )
+from ._deadline import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT, Limits, is_timeout
 from ._fsspec import FsspecStore
 
 __all__ = ["GCSRequestError", "GCSStore"]
@@ -67,6 +75,75 @@ class GCSRequestError(OSError):
         self.status = status
 
 
+def aiohttp_timeout(limits: Limits) -> aiohttp.ClientTimeout:
+    """Per attempt: ``timeout`` to connect and per read; no total (large transfers stay possible)."""
+    return aiohttp.ClientTimeout(total=None, sock_connect=limits.timeout, sock_read=limits.timeout)
+
+
+class _BoundedGCSFileSystem(GCSFileSystem):  # type: ignore[misc]
+    """gcsfs whose every request is tried ``max_attempts`` times, each attempt within its deadline.
+
+    gcsfs wraps ``_request`` in ``retry_request`` (6 tries, backoff up to
+    ~31 s in all, fixed when gcsfs is imported); this ``_request`` is one
+    loop of its own around a single request, as gcsfs makes it, and reports a
+    refusal (401/403) by its status (gcsfs's own is a bare ``OSError``).
+    """
+
+    def __init__(
+        self, *args: Any, limits: Limits | None = None, max_get_bytes: int = 0, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)  # keywords, so a pickled filesystem keeps them
+        self.limits = limits or Limits()
+        #: Bytes a GET may bring (the archive's ``max_object_bytes``): widens its deadline.
+        self.max_get_bytes = max_get_bytes
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *args: Any,
+        headers: Any = None,
+        json: Any = None,
+        data: Any = None,
+        cache_type: Any = None,
+        cache_source: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        nbytes = len(data) if isinstance(data, (bytes, bytearray, memoryview)) else 0
+        if method.upper() == "GET":
+            nbytes = max(nbytes, self.max_get_bytes)
+        await self._set_session()  # outside the deadline: not the store being slow
+
+        async def once() -> Any:
+            if hasattr(data, "seek"):
+                data.seek(0)
+            async with self.session.request(
+                method=method,
+                url=self._format_path(path, args),
+                params=self._get_params(kwargs),
+                json=json,
+                headers=self._get_headers(headers, cache_type=cache_type, cache_source=cache_source),
+                data=data,
+                timeout=self.requests_timeout,
+            ) as r:
+                contents = await r.read()
+                if r.status in (401, 403):
+                    raise GCSRequestError(r.status, _message(contents))
+                validate_response(r.status, contents, path, args)
+                return r.status, r.headers, r.request_info, contents
+
+        for delay in itertools.chain(backoff(self.limits.attempts, base=0.2, cap=20.0), [None]):
+            try:
+                return await self.limits.within(once(), self.limits.attempt_bound(nbytes))
+            except GCSRequestError:
+                raise
+            except Exception as exc:
+                if delay is None or not (is_timeout(exc) or is_retriable(exc)):
+                    raise
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
 class GCSStore(FsspecStore):
     """Objects in a GCS bucket: ``gs://bucket/prefix?storage_class=ARCHIVE``."""
 
@@ -79,20 +156,27 @@ class GCSStore(FsspecStore):
         "storage_class": OptionSpec(str, choices=("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")),
         "kms_key_name": OptionSpec(str, doc="Cloud KMS key for new objects"),
         "token": OptionSpec(object, secret=True, doc="credentials: anything gcsfs takes as token="),
-        "timeout": OptionSpec(int, doc="seconds to connect, and to wait for each read of an upload"),
+        "timeout": OptionSpec(
+            int, default=DEFAULT_TIMEOUT, doc="seconds to connect, and to wait for each read"
+        ),
+        "max_attempts": OptionSpec(
+            int, default=DEFAULT_ATTEMPTS, doc="attempts per request, the first included"
+        ),
     }
-    #: Tries per upload on 408/429/5xx or a lost connection; backoff 0.2 s, doubling.
-    upload_attempts: ClassVar[int] = 5
+    #: Default ``max_attempts``: tries per request on 408/429/5xx, a lost connection or a timeout.
+    upload_attempts: ClassVar[int] = DEFAULT_ATTEMPTS
 
-    def __init__(self, fs: GCSFileSystem, bucket: str, prefix: str, scheme: str, options: Mapping[str, Any]) -> None:
+    def __init__(
+        self, fs: _BoundedGCSFileSystem, bucket: str, prefix: str, scheme: str, options: Mapping[str, Any]
+    ) -> None:
         root = f"{bucket}/{prefix}" if prefix else bucket
-        super().__init__(fs, root, description=f"{scheme}://{root}")
+        super().__init__(fs, root, description=f"{scheme}://{root}", limits=fs.limits)
         self._bucket = bucket
         self._prefix = f"{prefix}/" if prefix else ""
         self._storage_class: str | None = options.get("storage_class")
         self._kms_key_name: str | None = options.get("kms_key_name")
-        timeout = options.get("timeout")
-        self._timeout = aiohttp.ClientTimeout(sock_connect=timeout or 30, sock_read=timeout or 120)
+        self._timeout = aiohttp_timeout(fs.limits)
+        self._get_bytes = fs.max_get_bytes  # what a GET may bring: widens its deadline
 
     @classmethod
     def from_location(cls, location: Location) -> Self:
@@ -106,13 +190,18 @@ class GCSStore(FsspecStore):
             plain_http = endpoint is not None and endpoint.startswith("http://")
             token = "anon" if plain_http else "google_default"  # gcsfs method names
         fs_options: dict[str, Any] = {"project": options.pop("project")} if "project" in options else {}
+        limits = Limits(
+            options.get("timeout", DEFAULT_TIMEOUT), options.get("max_attempts", cls.upload_attempts)
+        )
         try:
-            fs = GCSFileSystem(
+            fs = _BoundedGCSFileSystem(
                 token=token,
                 endpoint_url=endpoint.rstrip("/") if endpoint else None,
                 skip_instance_cache=True,
                 use_listings_cache=False,
-                requests_timeout=options.get("timeout"),
+                requests_timeout=aiohttp_timeout(limits),
+                limits=limits,
+                max_get_bytes=DEFAULT_MAX_OBJECT_BYTES,
                 **fs_options,
             )
         except Exception as exc:  # noqa: BLE001 - whatever gcsfs/google.auth raise
@@ -125,8 +214,13 @@ class GCSStore(FsspecStore):
 
     # -- primitives --------------------------------------------------------------
 
-    def put(self, key: str, data: bytes, *, sha256: str, metadata: Mapping[str, str], lock: bool = True) -> bool:
-        return self.run(self._upload, self._prefix + key, data, {**metadata, "sha256": sha256})
+    def put(
+        self, key: str, data: bytes, *, sha256: str, metadata: Mapping[str, str], lock: bool = True
+    ) -> bool:
+        def upload() -> bool:
+            return self.run(self._upload, self._prefix + key, data, {**metadata, "sha256": sha256})
+
+        return self.bounded("upload", key, upload, nbytes=len(data))
 
     async def _upload(self, name: str, data: bytes, metadata: Mapping[str, str]) -> bool:
         resource: dict[str, Any] = {
@@ -180,19 +274,25 @@ class GCSStore(FsspecStore):
     ) -> tuple[int, bytes]:
         """One request with bounded retries; returns the final (status, body)."""
         await self._fs._set_session()
-        for delay in itertools.chain(backoff(self.upload_attempts, base=0.2), [None]):
+        limits = self._fs.limits
+
+        async def once() -> tuple[int, bytes]:
+            async with self._fs.session.request(
+                method,
+                url,
+                params=params,
+                headers=self._fs._get_headers(headers),
+                data=body,
+                timeout=self._timeout,
+            ) as response:
+                return response.status, await response.read()
+
+        for delay in itertools.chain(backoff(limits.attempts, base=0.2, cap=20.0), [None]):
             try:
-                async with self._fs.session.request(
-                    method,
-                    url,
-                    params=params,
-                    headers=self._fs._get_headers(headers),
-                    data=body,
-                    timeout=self._timeout,
-                ) as response:
-                    answer = await response.read()
-                if delay is None or response.status not in _RETRY_STATUS:
-                    return response.status, answer
+                # aiohttp has no write timeout: a server that stops reading the body needs the deadline.
+                status, answer = await limits.within(once(), limits.attempt_bound(len(body)))
+                if delay is None or status not in _RETRY_STATUS:
+                    return status, answer
             except (TimeoutError, aiohttp.ClientError):
                 if delay is None:
                     raise
@@ -200,13 +300,14 @@ class GCSStore(FsspecStore):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def stat(self, key: str) -> Stat:
-        info = self._fs.info(self.path(key))
+        info = self.bounded("metadata GET", key, lambda: self._fs.info(self.path(key)))
         meta = info.get("metadata") or {}
         return Stat(size=int(info["size"]), metadata=kept_metadata(meta))
 
     def location_exists(self) -> bool:
         try:
-            self.run(self._fs._call, "GET", f"b/{quote(self._bucket, safe='')}", json_out=True)
+            bucket = f"b/{quote(self._bucket, safe='')}"
+            self.bounded("bucket GET", "", lambda: self.run(self._fs._call, "GET", bucket, json_out=True))
         except Exception as exc:
             if self.classify(exc) in (Fault.NOT_FOUND, Fault.NO_LOCATION):
                 return False

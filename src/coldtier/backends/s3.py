@@ -7,6 +7,14 @@ overwritten.  Each put carries the object's SHA-256 twice: as
 received, and as metadata ``coldtier-sha256``, which a ``HEAD`` returns so a
 refused create is confirmed without downloading the object.  Puts go straight
 to the client, so only botocore's (configured) retries apply.
+
+Time is bounded (see :mod:`coldtier.backends._deadline`): botocore's
+``connect_timeout`` and ``read_timeout`` are the ``timeout`` option and its
+``total_max_attempts`` is ``max_attempts``; s3fs's own retry loop (5 tries
+around each of botocore's requests, and 5 more around a GET) is off; PUTs are
+sent without ``Expect: 100-continue`` (aiohttp waits for the ``100 Continue``
+forever and starts no read timeout meanwhile); and each request has a hard
+deadline.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from ..store import (
     redact_secrets,
     stored_metadata,
 )
+from ._deadline import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT, Limits
 from ._fsspec import FsspecStore
 
 __all__ = ["R2Store", "S3Store"]
@@ -44,7 +53,13 @@ _S3_CLASSES = ("STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "
 _ACCOUNT_RE = re.compile(r"[A-Za-z0-9]{1,64}")
 _S3_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 #: Loggers that write request headers (the access key id, the session token) at DEBUG.
-_LOGGERS = ("botocore.endpoint", "botocore.auth", "botocore.hooks", "botocore.parsers", "aiobotocore.endpoint")
+_LOGGERS = (
+    "botocore.endpoint",
+    "botocore.auth",
+    "botocore.hooks",
+    "botocore.parsers",
+    "aiobotocore.endpoint",
+)
 
 _CONNECTION: Mapping[str, OptionSpec] = {
     "endpoint_url": OptionSpec(str, doc="S3 API endpoint (an S3-compatible store, an emulator)"),
@@ -52,9 +67,52 @@ _CONNECTION: Mapping[str, OptionSpec] = {
     "key": OptionSpec(str, secret=True, doc="access key id"),
     "secret": OptionSpec(str, secret=True, doc="secret access key"),
     "token": OptionSpec(str, secret=True, doc="session token"),
-    "max_attempts": OptionSpec(int, default=5, doc="botocore attempts per request, the first included"),
-    "timeout": OptionSpec(int, default=60, doc="seconds to connect, and to wait for each read"),
+    "max_attempts": OptionSpec(int, default=DEFAULT_ATTEMPTS, doc="attempts per request, the first included"),
+    "timeout": OptionSpec(int, default=DEFAULT_TIMEOUT, doc="seconds to connect, and to wait for each read"),
 }
+
+
+def botocore_config(limits: Limits) -> dict[str, Any]:
+    """botocore ``Config`` keywords (s3fs ``config_kwargs``): the only retry loop, and its timeouts."""
+    return {
+        "retries": {"mode": "standard", "total_max_attempts": limits.attempts},
+        "connect_timeout": limits.timeout,
+        "read_timeout": limits.timeout,
+    }
+
+
+def _no_expect(request: Any, **_: Any) -> None:
+    """botocore ``before-send`` hook: send a PUT's body at once, not after ``100 Continue``.
+
+    botocore adds ``Expect: 100-continue`` to every PutObject; aiohttp then
+    waits for ``100 Continue`` with no timeout at all, so a server that
+    accepts the connection and never answers would hold the PUT forever.
+    The cost: a refused create (412) is answered after the body, not before.
+    ``Expect`` is not signed, so removing it here is safe.
+    """
+    request.headers.pop("Expect", None)
+
+
+class _BoundedS3FileSystem(S3FileSystem):  # type: ignore[misc]
+    """s3fs with one retry loop (botocore's), no ``Expect: 100-continue``, a deadline per request."""
+
+    #: s3fs's own loop (``_error_wrapper``, default 5 tries) multiplied botocore's attempts: off.
+    retries = 1
+
+    def __init__(self, *args: Any, limits: Limits | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # a keyword, so a pickled filesystem keeps its limits
+        self.limits = limits or Limits()
+
+    async def set_session(self, *args: Any, **kwargs: Any) -> Any:
+        client = await super().set_session(*args, **kwargs)
+        client.meta.events.register("before-send.s3.PutObject", _no_expect, unique_id="coldtier-no-expect")
+        return client
+
+    async def _call_s3(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        # Every request s3fs makes (each LIST page, HEAD, GET, DELETE) comes through here.  The
+        # client is made first, outside the deadline: building it is not the store being slow.
+        await self.set_session()
+        return await self.limits.within(super()._call_s3(method, *args, **kwargs), self.limits.bound())
 
 
 class S3Store(FsspecStore):
@@ -83,9 +141,12 @@ class S3Store(FsspecStore):
         "object_lock_mode": "ObjectLockMode",
     }
 
-    def __init__(self, fs: S3FileSystem, bucket: str, prefix: str, options: Mapping[str, Any]) -> None:
+    def __init__(
+        self, fs: _BoundedS3FileSystem, bucket: str, prefix: str, options: Mapping[str, Any]
+    ) -> None:
         root = f"{bucket}/{prefix}" if prefix else bucket
-        super().__init__(fs, root, description=f"{self.scheme}://{root}")
+        super().__init__(fs, root, description=f"{self.scheme}://{root}", limits=fs.limits)
+        self._get_bytes: int = options.get("max_object_bytes") or 256 * 2**20
         self._bucket = bucket
         self._prefix = f"{prefix}/" if prefix else ""
         self._put_args = {**self._PUT, **{self._ARGS[k]: v for k, v in options.items() if k in self._ARGS}}
@@ -100,18 +161,15 @@ class S3Store(FsspecStore):
             raise InvalidRequest("kms_key_id needs sse=aws:kms")
         bucket, prefix = bucket_and_prefix(location, bucket_re=_S3_BUCKET_RE)
         redact_secrets(location, cls.OPTIONS, _LOGGERS)
-        fs = S3FileSystem(
+        limits = Limits(opts.get("timeout", DEFAULT_TIMEOUT), opts.get("max_attempts", DEFAULT_ATTEMPTS))
+        fs = _BoundedS3FileSystem(
             key=opts.get("key"),
             secret=opts.get("secret"),
             token=opts.get("token"),
-            config_kwargs={
-                "retries": {"mode": "standard", "total_max_attempts": opts.get("max_attempts", 5)},
-                "connect_timeout": opts.get("timeout", 60),
-                "read_timeout": opts.get("timeout", 60),
-                **cls._CONFIG,
-            },
+            config_kwargs={**botocore_config(limits), **cls._CONFIG},
             skip_instance_cache=True,
             use_listings_cache=False,
+            limits=limits,
             **cls._connection(opts),
         )
         return cls(fs, bucket, prefix, opts)
@@ -119,26 +177,37 @@ class S3Store(FsspecStore):
     @classmethod
     def _connection(cls, opts: Mapping[str, Any]) -> dict[str, Any]:
         """Where and as whom to connect: S3FileSystem keywords (the AWS chain fills gaps)."""
-        found = {"endpoint_url": opts.get("endpoint_url"), "client_kwargs": {"region_name": opts.get("region")}}
+        found = {
+            "endpoint_url": opts.get("endpoint_url"),
+            "client_kwargs": {"region_name": opts.get("region")},
+        }
         return {**found, "profile": opts["profile"]} if "profile" in opts else found
 
     @property
     def locks_objects(self) -> bool:
         return "ObjectLockMode" in self._put_args
 
-    def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
-        """One S3 API call on s3fs's client, bypassing s3fs's own retry loop."""
+    def _call(self, what: str, method: str, **kwargs: Any) -> dict[str, Any]:
+        """One S3 API call on s3fs's client (bypassing s3fs's own retry loop), within its deadline."""
+        limits = self._fs.limits
+        body = kwargs.get("Body")
+        nbytes = len(body) if isinstance(body, bytes) else 0
 
         async def call() -> dict[str, Any]:
-            client = await self._fs.set_session()
-            result: dict[str, Any] = await getattr(client, method)(**kwargs)
+            client = await self._fs.set_session()  # outside the deadline, as in _call_s3
+            result: dict[str, Any] = await limits.within(
+                getattr(client, method)(**kwargs), limits.bound(nbytes)
+            )
             return result
 
-        return self.run(call)
+        key = kwargs.get("Key", "")[len(self._prefix) :]
+        return self.bounded(what, key, lambda: self.run(call), nbytes=nbytes)
 
     # -- primitives ---------------------------------------------------------------
 
-    def put(self, key: str, data: bytes, *, sha256: str, metadata: Mapping[str, str], lock: bool = True) -> bool:
+    def put(
+        self, key: str, data: bytes, *, sha256: str, metadata: Mapping[str, str], lock: bool = True
+    ) -> bool:
         args = {
             **self._put_args,
             "Metadata": stored_metadata({**metadata, "sha256": sha256}),
@@ -152,7 +221,13 @@ class S3Store(FsspecStore):
         for delay in itertools.chain(backoff(_CONFLICT_ATTEMPTS, base=0.05), [None]):
             try:
                 self._call(
-                    "put_object", Bucket=self._bucket, Key=self._prefix + key, Body=data, IfNoneMatch="*", **args
+                    "PUT",
+                    "put_object",
+                    Bucket=self._bucket,
+                    Key=self._prefix + key,
+                    Body=data,
+                    IfNoneMatch="*",
+                    **args,
                 )
                 return True
             except Exception as exc:
@@ -166,17 +241,24 @@ class S3Store(FsspecStore):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def get(self, key: str) -> bytes:
-        data: bytes = self._fs.cat_file(self.path(key), max_concurrency=1)  # one GET, no HEAD first
-        return data
+        # One GET, no HEAD for the size first; the deadline covers reading the body too.
+        limits, nbytes = self._fs.limits, self._get_bytes
+
+        def get() -> bytes:
+            coro = self._fs._cat_file(self.path(key), max_concurrency=1)
+            data: bytes = self.run(limits.within, coro, limits.bound(nbytes))
+            return data
+
+        return self.bounded("GET", key, get, nbytes=nbytes)
 
     def stat(self, key: str) -> Stat:
-        head = self._call("head_object", Bucket=self._bucket, Key=self._prefix + key)
+        head = self._call("HEAD", "head_object", Bucket=self._bucket, Key=self._prefix + key)
         meta = head.get("Metadata", {})
         return Stat(size=int(head["ContentLength"]), metadata=kept_metadata(meta))
 
     def location_exists(self) -> bool:
         try:
-            self._call("head_bucket", Bucket=self._bucket)
+            self._call("HEAD", "head_bucket", Bucket=self._bucket)
         except Exception as exc:
             if self.classify(exc) in (Fault.NOT_FOUND, Fault.NO_LOCATION):
                 return False
