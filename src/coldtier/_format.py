@@ -224,7 +224,12 @@ def decode(
         elif (actual := digest_of(data)) != digest:
             raise Damaged(f"its content digest is {actual}")
     groups = _row_groups(pf, lo, hi)
-    table = pf.read_row_groups(groups, use_threads=False) if groups else SCHEMA.empty_table()
+    try:
+        table = pf.read_row_groups(groups, use_threads=False) if groups else SCHEMA.empty_table()
+    except (pa.ArrowException, OSError) as exc:
+        if digest is None:
+            raise
+        raise Damaged(f"its events do not decode ({exc})") from exc  # a page CRC, a cut column chunk
     table = conform(table)
     whole = len(groups) == pf.metadata.num_row_groups
     if full is not None and whole and (actual := logical_digest(table)) != full:

@@ -45,7 +45,7 @@ def verify_object(reader: Reader, obj: ArchivedObject) -> VerifyReport:
         pf = _format.open_parquet(data)
         meta = _format.read_footer(pf)
     except Exception as exc:  # noqa: BLE001
-        return problem(f"is not readable Parquet, so its digest cannot be checked: {exc}")
+        return problem(f"content digest cannot be checked: it is not readable Parquet ({exc})")
     logical = meta.get("coldtier.format") == _format.FORMAT_VERSION and obj.digest is not None
     if obj.digest is not None and not logical and (actual := _format.digest_of(data)) != obj.digest:
         problem(f"content digest {actual} does not match the digest {obj.digest} in its name")

@@ -23,6 +23,9 @@ T = TypeVar("T")
 class FsspecStore(ObjectStore):
     """Keys live under ``root`` of the fsspec filesystem ``fs``."""
 
+    #: What the location is called in "does not exist" errors.
+    location_noun: str = "bucket"
+
     def __init__(self, fs: Any, root: str, *, description: str, limits: Limits | None = None) -> None:
         self._fs = fs
         self._root = root.rstrip("/")
@@ -80,7 +83,7 @@ class FsspecStore(ObjectStore):
             )
         except FileNotFoundError as exc:
             if not self.location_exists():
-                raise ArchiveNotFound(f"{self._description} does not exist") from exc
+                raise ArchiveNotFound(f"{self._description} does not exist (no such {self.location_noun})") from exc
             return []
         entries = []
         for info in found:
@@ -89,7 +92,7 @@ class FsspecStore(ObjectStore):
                 continue
             entries.append(Entry(key, int(info.get("size") or 0), info.get("type") == "directory"))
         if not entries and not prefix and not self.location_exists():
-            raise ArchiveNotFound(f"{self._description} does not exist")
+            raise ArchiveNotFound(f"{self._description} does not exist (no such {self.location_noun})")
         return entries
 
     def delete(self, key: str) -> None:

@@ -31,6 +31,7 @@ class LocalStore(FsspecStore):
     """Objects in a local directory: ``file:///var/archive`` or a bare path."""
 
     scheme = "file"
+    location_noun = "archive directory"
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         path = Path(root).expanduser().resolve()
