@@ -131,7 +131,10 @@ _DICTIONARY = ["event_type", "entity_id", "metadata", "version"]
 #: back most of what the length prefixes cost.
 _ENCODINGS = {"timestamp": "DELTA_BINARY_PACKED"}
 #: Readers prune row groups by time; min/max of ids and payloads help no one.
-_STATISTICS = ["timestamp"]
+#: ``version`` has them for fastparquet: an integer column without statistics
+#: may hold nulls to it, so pandas on fastparquet reads it as float64 (2**53 + 1
+#: comes back as 9007199254740992.0) and fastparquet itself as nullable UInt64.
+_STATISTICS = ["timestamp", "version"]
 
 
 def writer_options(compression: str = "zstd", compression_level: int | None = None) -> dict[str, Any]:
