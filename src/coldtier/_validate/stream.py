@@ -49,8 +49,12 @@ class SeenIds:
                     repeated = suspects.filter(pc.is_in(suspects, value_set=column))
                     if len(repeated):
                         _refuse(repeated[0].as_py())
-        # Timsort merges the two sorted runs in linear time.
-        self._sorted = np.sort(np.concatenate([self._sorted, np.sort(hashes)]), kind="stable")
+        # Grown in place (no second copy of all the hashes), then timsort merges
+        # the two sorted runs in linear time with half a run of scratch.
+        before = len(self._sorted)
+        self._sorted.resize(before + len(hashes), refcheck=False)
+        self._sorted[before:] = np.sort(hashes)
+        self._sorted.sort(kind="stable")
 
     def _add_exact(self, ids: pa.ChunkedArray) -> None:  # pragma: no cover - see add()
         values = ids.to_pylist()

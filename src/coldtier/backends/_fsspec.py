@@ -83,7 +83,9 @@ class FsspecStore(ObjectStore):
             )
         except FileNotFoundError as exc:
             if not self.location_exists():
-                raise ArchiveNotFound(f"{self._description} does not exist (no such {self.location_noun})") from exc
+                raise ArchiveNotFound(
+                    f"{self._description} does not exist (no such {self.location_noun})"
+                ) from exc
             return []
         entries = []
         for info in found:

@@ -56,7 +56,9 @@ class LocalStore(FsspecStore):
     def hidden(self, name: str) -> bool:
         return _TEMP_RE.fullmatch(name) is not None
 
-    def put(self, key: str, data: bytes, *, sha256: str, metadata: Mapping[str, str], lock: bool = True) -> bool:
+    def put(
+        self, key: str, data: bytes, *, sha256: str, metadata: Mapping[str, str], lock: bool = True
+    ) -> bool:
         path = self.path(key)
         directory = os.path.dirname(path)
         _makedirs_durable(directory)

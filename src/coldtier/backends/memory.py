@@ -35,7 +35,9 @@ class MemoryStore(FsspecStore):
     def from_location(cls, location: Location) -> Self:
         return cls(f"{location.netloc}{location.path}")
 
-    def put(self, key: str, data: bytes, *, sha256: str, metadata: Mapping[str, str], lock: bool = True) -> bool:
+    def put(
+        self, key: str, data: bytes, *, sha256: str, metadata: Mapping[str, str], lock: bool = True
+    ) -> bool:
         path = self.path(key)
         with _LOCK:
             if self._fs.exists(path):

@@ -27,8 +27,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Self
 
-from s3fs import S3FileSystem
-
 from ..store import (
     Fault,
     InvalidRequest,
@@ -44,6 +42,7 @@ from ..store import (
 )
 from ._deadline import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT, Limits
 from ._fsspec import FsspecStore
+from ._s3fs import BoundedS3FileSystem, botocore_config
 
 __all__ = ["R2Store", "S3Store"]
 
@@ -72,49 +71,6 @@ _CONNECTION: Mapping[str, OptionSpec] = {
 }
 
 
-def botocore_config(limits: Limits) -> dict[str, Any]:
-    """botocore ``Config`` keywords (s3fs ``config_kwargs``): the only retry loop, and its timeouts."""
-    return {
-        "retries": {"mode": "standard", "total_max_attempts": limits.attempts},
-        "connect_timeout": limits.timeout,
-        "read_timeout": limits.timeout,
-    }
-
-
-def _no_expect(request: Any, **_: Any) -> None:
-    """botocore ``before-send`` hook: send a PUT's body at once, not after ``100 Continue``.
-
-    botocore adds ``Expect: 100-continue`` to every PutObject; aiohttp then
-    waits for ``100 Continue`` with no timeout at all, so a server that
-    accepts the connection and never answers would hold the PUT forever.
-    The cost: a refused create (412) is answered after the body, not before.
-    ``Expect`` is not signed, so removing it here is safe.
-    """
-    request.headers.pop("Expect", None)
-
-
-class _BoundedS3FileSystem(S3FileSystem):  # type: ignore[misc]
-    """s3fs with one retry loop (botocore's), no ``Expect: 100-continue``, a deadline per request."""
-
-    #: s3fs's own loop (``_error_wrapper``, default 5 tries) multiplied botocore's attempts: off.
-    retries = 1
-
-    def __init__(self, *args: Any, limits: Limits | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)  # a keyword, so a pickled filesystem keeps its limits
-        self.limits = limits or Limits()
-
-    async def set_session(self, *args: Any, **kwargs: Any) -> Any:
-        client = await super().set_session(*args, **kwargs)
-        client.meta.events.register("before-send.s3.PutObject", _no_expect, unique_id="coldtier-no-expect")
-        return client
-
-    async def _call_s3(self, method: Any, *args: Any, **kwargs: Any) -> Any:
-        # Every request s3fs makes (each LIST page, HEAD, GET, DELETE) comes through here.  The
-        # client is made first, outside the deadline: building it is not the store being slow.
-        await self.set_session()
-        return await self.limits.within(super()._call_s3(method, *args, **kwargs), self.limits.bound())
-
-
 class S3Store(FsspecStore):
     """Objects in Amazon S3 (or an S3-compatible store): ``s3://bucket/prefix``."""
 
@@ -141,9 +97,7 @@ class S3Store(FsspecStore):
         "object_lock_mode": "ObjectLockMode",
     }
 
-    def __init__(
-        self, fs: _BoundedS3FileSystem, bucket: str, prefix: str, options: Mapping[str, Any]
-    ) -> None:
+    def __init__(self, fs: BoundedS3FileSystem, bucket: str, prefix: str, options: Mapping[str, Any]) -> None:
         root = f"{bucket}/{prefix}" if prefix else bucket
         super().__init__(fs, root, description=f"{self.scheme}://{root}", limits=fs.limits)
         self._get_bytes: int = options.get("max_object_bytes") or 256 * 2**20
@@ -162,7 +116,7 @@ class S3Store(FsspecStore):
         bucket, prefix = bucket_and_prefix(location, bucket_re=_S3_BUCKET_RE)
         redact_secrets(location, cls.OPTIONS, _LOGGERS)
         limits = Limits(opts.get("timeout", DEFAULT_TIMEOUT), opts.get("max_attempts", DEFAULT_ATTEMPTS))
-        fs = _BoundedS3FileSystem(
+        fs = BoundedS3FileSystem(
             key=opts.get("key"),
             secret=opts.get("secret"),
             token=opts.get("token"),
