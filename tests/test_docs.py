@@ -134,7 +134,7 @@ def test_engine_defaults_are_the_settings_defaults() -> None:
 
 
 def test_help_of_open_archive_lists_every_option() -> None:
-    shown = pydoc.render_doc(coldtier.open_archive, renderer=pydoc.plaintext)
+    shown = pydoc.render_doc(coldtier.open_archive)
     for backend in _reference.BUILTINS:
         for scheme in backend.schemes:
             assert f"{scheme}://" in shown

@@ -3,7 +3,7 @@
 ``S3Store.OPTIONS``, ``R2Store.OPTIONS`` and ``GCSStore.OPTIONS`` *are* these
 mappings; they live here so the options reference (``docs/options.md``, the
 docstring of :func:`coldtier.open_archive`) can be built by ``import
-coldtier`` without s3fs, botocore or gcsfs.  Each ``doc`` says what the option
+coldtier`` without s3fs, botocore or gcsfs (or asyncio).  Each ``doc`` says what the option
 does and, where ``default`` is ``None``, what happens when it is not given.
 """
 
@@ -12,9 +12,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .._options import OptionSpec
-from ._deadline import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT
 
-__all__ = ["GCS_DEFAULT_OBJECT_BYTES", "GCS_OPTIONS", "R2_OPTIONS", "S3_OPTIONS"]
+__all__ = [
+    "DEFAULT_ATTEMPTS",
+    "DEFAULT_TIMEOUT",
+    "GCS_DEFAULT_OBJECT_BYTES",
+    "GCS_OPTIONS",
+    "R2_OPTIONS",
+    "S3_OPTIONS",
+]
+
+#: ``timeout`` and ``max_attempts`` of S3, R2 and GCS (see :mod:`coldtier.backends._deadline`).
+DEFAULT_TIMEOUT = 15
+DEFAULT_ATTEMPTS = 3
 
 _TIMEOUT = OptionSpec(
     int,
