@@ -23,7 +23,11 @@ class OptionSpec:
 
     ``secret`` options (credentials) are accepted only as keywords, never in
     a URL, and are masked in log records; ``choices`` limits a string;
-    ``doc`` and ``default`` are what the options reference shows.
+    ``doc`` and ``default`` are what the options reference
+    (``docs/options.md``, ``help(coldtier.open_archive)``) shows.  ``default``
+    is documentation only (parsing never fills it in): a value of ``type``,
+    or a sentence when it is not one value (``"min(4, CPU count)"``), or
+    ``None`` when unset means something ``doc`` then says ("unset: ...").
     """
 
     type: type
@@ -33,14 +37,31 @@ class OptionSpec:
     default: Any = None
 
 
-#: Options every backend accepts (the write engine's knobs).
+#: Options every backend accepts (the write engine's knobs).  ``Settings`` takes its defaults from here.
 ENGINE_OPTIONS: Mapping[str, OptionSpec] = {
-    "max_object_bytes": OptionSpec(int),
-    "object_events": OptionSpec(int),
-    "row_group_events": OptionSpec(int),
-    "compression": OptionSpec(str, choices=("zstd", "snappy", "gzip", "lz4", "brotli", "none")),
-    "compression_level": OptionSpec(int),
-    "workers": OptionSpec(int),
+    "max_object_bytes": OptionSpec(
+        int,
+        default=256 * 2**20,
+        doc="largest encoded object; a batch that would be larger is split into several complete objects",
+    ),
+    "object_events": OptionSpec(
+        int, default=262_144, doc="most events in one object; a larger batch is split the same way"
+    ),
+    "row_group_events": OptionSpec(
+        int, default=131_072, doc="events per Parquet row group (readers skip row groups by timestamp)"
+    ),
+    "compression": OptionSpec(
+        str,
+        choices=("zstd", "snappy", "gzip", "lz4", "brotli", "none"),
+        default="zstd",
+        doc="Parquet codec of new objects (any codec reads back; the digest does not depend on it)",
+    ),
+    "compression_level": OptionSpec(int, doc="level of the codec; unset: the codec's own default"),
+    "workers": OptionSpec(
+        int,
+        default="min(4, CPU count)",
+        doc="threads that encode, and threads that write, a batch's objects in parallel",
+    ),
 }
 
 

@@ -12,6 +12,7 @@ scheme: it is ignored with a warning naming its distribution (only
 from __future__ import annotations
 
 import importlib
+import inspect
 import re
 import threading
 import warnings
@@ -187,3 +188,20 @@ def open_archive(url: str, /, **options: Any) -> Archive:
 
         return StoreArchive.open(cls, url, **options)
     return cls.from_url(url, **options)
+
+
+def _document_options() -> None:
+    """Append the options reference of the built-in backends to ``open_archive.__doc__``.
+
+    Built from the SDK-free option specs (no cloud SDK is imported); plugins'
+    backends are in ``python -m coldtier._reference --text --all``.
+    """
+    if open_archive.__doc__ is None:  # python -OO
+        return
+    from ._reference import text  # noqa: PLC0415 - after the definitions it documents
+
+    doc = inspect.cleandoc(open_archive.__doc__)
+    open_archive.__doc__ = f"{doc}\n\n{text()}"
+
+
+_document_options()

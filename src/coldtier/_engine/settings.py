@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors import InvalidRequest
+from .._options import ENGINE_OPTIONS
 from ..store import ObjectStore
 
 __all__ = ["Settings"]
@@ -17,12 +18,12 @@ __all__ = ["Settings"]
 class Settings:
     """How the engine splits, encodes and parallelises; see ``ENGINE_OPTIONS`` for each meaning."""
 
-    max_object_bytes: int = 256 * 2**20
-    object_events: int = 262_144
-    row_group_events: int = 131_072
-    compression: str = "zstd"
+    max_object_bytes: int = ENGINE_OPTIONS["max_object_bytes"].default
+    object_events: int = ENGINE_OPTIONS["object_events"].default
+    row_group_events: int = ENGINE_OPTIONS["row_group_events"].default
+    compression: str = ENGINE_OPTIONS["compression"].default
     compression_level: int | None = None
-    workers: int = min(4, os.cpu_count() or 1)
+    workers: int = min(4, os.cpu_count() or 1)  # ENGINE_OPTIONS["workers"].default says so
 
     @classmethod
     def for_store(cls, store: type[ObjectStore] | ObjectStore, options: Mapping[str, Any]) -> Settings:

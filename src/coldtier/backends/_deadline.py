@@ -42,6 +42,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from ._specs import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT  # asyncio-free, for the options reference
+
 __all__ = [
     "DEFAULT_ATTEMPTS",
     "DEFAULT_TIMEOUT",
@@ -55,8 +57,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-DEFAULT_TIMEOUT = 15
-DEFAULT_ATTEMPTS = 3
 #: Bytes per second below which a transfer counts as stalled (only the hard deadline uses it).
 MIN_RATE = 2**20
 _MAX_BACKOFF = 20.0

@@ -57,11 +57,12 @@ from ..store import (
 from ._deadline import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT, Limits
 from ._fsspec import FsspecStore
 from ._gcsfs import BoundedGCSFileSystem, GCSRequestError, aiohttp_timeout, message
+from ._specs import GCS_DEFAULT_OBJECT_BYTES, GCS_OPTIONS
 
 __all__ = ["GCSRequestError", "GCSStore"]
 
 #: Each object is one request, re-sent whole on failure: keep it small enough.
-DEFAULT_MAX_OBJECT_BYTES = 32 * 2**20
+DEFAULT_MAX_OBJECT_BYTES = GCS_DEFAULT_OBJECT_BYTES
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -72,19 +73,7 @@ class GCSStore(FsspecStore):
     scheme = "gs"
     keeps_metadata = True
     default_object_bytes = DEFAULT_MAX_OBJECT_BYTES
-    OPTIONS: ClassVar[Mapping[str, OptionSpec]] = {
-        "project": OptionSpec(str, doc="Google Cloud project"),
-        "endpoint_url": OptionSpec(str, doc="JSON API endpoint (an emulator); else STORAGE_EMULATOR_HOST"),
-        "storage_class": OptionSpec(str, choices=("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")),
-        "kms_key_name": OptionSpec(str, doc="Cloud KMS key for new objects"),
-        "token": OptionSpec(object, secret=True, doc="credentials: anything gcsfs takes as token="),
-        "timeout": OptionSpec(
-            int, default=DEFAULT_TIMEOUT, doc="seconds to connect, and to wait for each read"
-        ),
-        "max_attempts": OptionSpec(
-            int, default=DEFAULT_ATTEMPTS, doc="attempts per request, the first included"
-        ),
-    }
+    OPTIONS: ClassVar[Mapping[str, OptionSpec]] = GCS_OPTIONS  # SDK-free, for the options reference
     #: Default ``max_attempts``: tries per request on 408/429/5xx, a lost connection or a timeout.
     upload_attempts: ClassVar[int] = DEFAULT_ATTEMPTS
 

@@ -43,12 +43,12 @@ from ..store import (
 from ._deadline import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT, Limits
 from ._fsspec import FsspecStore
 from ._s3fs import BoundedS3FileSystem, botocore_config
+from ._specs import R2_OPTIONS, S3_OPTIONS
 
 __all__ = ["R2Store", "S3Store"]
 
 _MAX_PUT = 5 * 2**30 - 5 * 2**20  # one PUT: S3 allows 5 GiB, R2 5 GiB less 5 MiB
 _CONFLICT_ATTEMPTS = 6
-_S3_CLASSES = ("STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR", "GLACIER")
 _ACCOUNT_RE = re.compile(r"[A-Za-z0-9]{1,64}")
 _S3_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 #: Loggers that write request headers (the access key id, the session token) at DEBUG.
@@ -60,16 +60,6 @@ _LOGGERS = (
     "aiobotocore.endpoint",
 )
 
-_CONNECTION: Mapping[str, OptionSpec] = {
-    "endpoint_url": OptionSpec(str, doc="S3 API endpoint (an S3-compatible store, an emulator)"),
-    "profile": OptionSpec(str, doc="AWS shared-config profile"),
-    "key": OptionSpec(str, secret=True, doc="access key id"),
-    "secret": OptionSpec(str, secret=True, doc="secret access key"),
-    "token": OptionSpec(str, secret=True, doc="session token"),
-    "max_attempts": OptionSpec(int, default=DEFAULT_ATTEMPTS, doc="attempts per request, the first included"),
-    "timeout": OptionSpec(int, default=DEFAULT_TIMEOUT, doc="seconds to connect, and to wait for each read"),
-}
-
 
 class S3Store(FsspecStore):
     """Objects in Amazon S3 (or an S3-compatible store): ``s3://bucket/prefix``."""
@@ -77,15 +67,7 @@ class S3Store(FsspecStore):
     scheme = "s3"
     keeps_metadata = True
     max_put_bytes = _MAX_PUT
-    OPTIONS: ClassVar[Mapping[str, OptionSpec]] = {
-        **_CONNECTION,
-        "region": OptionSpec(str, doc="AWS region of the bucket"),
-        "storage_class": OptionSpec(str, choices=(*_S3_CLASSES, "DEEP_ARCHIVE", "EXPRESS_ONEZONE")),
-        "sse": OptionSpec(str, choices=("AES256", "aws:kms"), doc="server-side encryption"),
-        "kms_key_id": OptionSpec(str, doc="KMS key for sse=aws:kms"),
-        "object_lock_mode": OptionSpec(str, choices=("GOVERNANCE", "COMPLIANCE"), doc="Object Lock mode"),
-        "object_lock_days": OptionSpec(int, doc="Object Lock retention in days"),
-    }
+    OPTIONS: ClassVar[Mapping[str, OptionSpec]] = S3_OPTIONS  # SDK-free, for the options reference
     #: Extra botocore config, and extra PutObject arguments.  S3 keeps the
     #: checksum it is told the algorithm of; Object Lock requires declaring it.
     _CONFIG: ClassVar[Mapping[str, Any]] = {}
@@ -256,14 +238,7 @@ class R2Store(S3Store):
     """
 
     scheme = "r2"
-    OPTIONS: ClassVar[Mapping[str, OptionSpec]] = {
-        **_CONNECTION,
-        "account_id": OptionSpec(str, doc="Cloudflare account id (gives the endpoint)"),
-        "jurisdiction": OptionSpec(str, choices=("eu", "fedramp"), doc="R2 jurisdiction of the bucket"),
-        "storage_class": OptionSpec(str, choices=("STANDARD", "STANDARD_IA")),
-        # Known only to be refused with a reason, not as unknown options.
-        **{k: S3Store.OPTIONS[k] for k in ("sse", "kms_key_id", "object_lock_mode", "object_lock_days")},
-    }
+    OPTIONS: ClassVar[Mapping[str, OptionSpec]] = R2_OPTIONS  # sse, kms_key_id, Object Lock: refused
     _CONFIG: ClassVar[Mapping[str, Any]] = {
         "request_checksum_calculation": "when_required",
         "response_checksum_validation": "when_required",
