@@ -202,10 +202,9 @@ def test_few_blocks_are_not_run_and_each_says_why() -> None:
     assert len(PYTHON) - len(marked) >= 10  # what is run is most of it
 
 
-@pytest.mark.parametrize("block", PYTHON, ids=lambda b: b.id)
+@pytest.mark.parametrize("block", [b for b in PYTHON if b.not_run is None], ids=lambda b: b.id)
 def test_python_block_runs(block: Block, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    if block.not_run is not None:
-        pytest.skip(f"marked not run: {block.not_run}")
+    # Marked blocks are not collected here (no skip counted as a pass); the test above counts them.
     if "demo-archive" in block.source:
         shutil.copytree(request.getfixturevalue("demo_archive"), tmp_path / "demo-archive")
     script = tmp_path / "block.py"
