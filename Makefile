@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
+.DEFAULT_GOAL := help
 
 .PHONY: help demo test lint reliability bench dist dist-check clean
 
@@ -25,6 +26,7 @@ help:
 ## demo: archive the shipped sample into ./demo-archive, list, read one day, verify
 demo: $(VENV)/.demo-installed
 	$(BIN)/python examples/quickstart.py demo-archive
+	@echo "\nnext, the operator CLI (installed by make demo): $(BIN)/coldtier ls demo-archive"
 
 ## test: lint, type-check, then the whole suite (emulators start inside the run)
 test: $(VENV)/.test-installed lint
@@ -34,8 +36,7 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
 
-## reliability: the reliability suite alone (its files, and the shipped model,
-## hostile-input and wire-fault suites in each backend's file), then its figures into RELIABILITY.md
+## reliability: the reliability suites alone (model, hostile input, wire faults, crashes), then RELIABILITY.md's figures
 reliability: $(VENV)/.test-installed
 	$(BIN)/python -m pytest tests -k "reliability or Model or Hostile or WireFaults"
 	$(BIN)/python -m tests.reliability_report

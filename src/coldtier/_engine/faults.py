@@ -30,21 +30,19 @@ def reason(exc: BaseException, fault: Fault | None = None) -> str:
 @contextmanager
 def reading(store: ObjectStore, action: str) -> Iterator[None]:
     """Turn a failure inside the block into :class:`ArchiveReadError` (``ArchiveNotFound``)."""
-    try:
+    with _translating(store, action, write=False):
         yield
-    except ColdTierError:
-        raise
-    except Exception as exc:
-        fault = store.classify(exc)
-        where = store.description()
-        if fault is Fault.NO_LOCATION:
-            raise ArchiveNotFound(f"{where} does not exist (no such bucket, container or root)") from exc
-        raise ArchiveReadError(f"{action} in {where} failed: {reason(exc, fault)}") from exc
 
 
 @contextmanager
 def writing(store: ObjectStore, action: str) -> Iterator[None]:
     """Turn a failure inside the block into :class:`ArchiveWriteError`: the caller keeps its data."""
+    with _translating(store, action, write=True):
+        yield
+
+
+@contextmanager
+def _translating(store: ObjectStore, action: str, *, write: bool) -> Iterator[None]:
     try:
         yield
     except ColdTierError:
@@ -52,10 +50,15 @@ def writing(store: ObjectStore, action: str) -> Iterator[None]:
     except Exception as exc:
         fault = store.classify(exc)
         where = store.description()
-        if fault is Fault.NO_LOCATION:
-            text = "it does not exist (no such bucket, container or root)"
-        else:
-            text = reason(exc, fault)
+        if fault is Fault.NO_LOCATION and not write:
+            raise ArchiveNotFound(f"{where} does not exist (no such bucket, container or root)") from exc
+        if not write:
+            raise ArchiveReadError(f"{action} in {where} failed: {reason(exc, fault)}") from exc
+        text = (
+            "it does not exist (no such bucket, container or root)"
+            if fault is Fault.NO_LOCATION
+            else reason(exc, fault)
+        )
         raise ArchiveWriteError(
             f"{action} in {where} failed: {text}; it may not be stored, keep the originals "
             "(a retry completes or confirms it)"
