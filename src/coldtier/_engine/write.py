@@ -1,4 +1,8 @@
-"""The write pipeline: validated, sorted events → complete Parquet objects, stored create-only.
+"""The write pipeline: validated, sorted events → parts → complete objects, stored create-only.
+
+Planning (how many rows a part), the two-stage encode/put pipeline and the
+stream path live here; one object's encoding, put and confirmation in
+:mod:`coldtier._engine.put`.
 
 ``archive()`` returns only when every object of the batch is durable and
 confirmed (DESIGN.md §2): a refused create is confirmed against what is
@@ -8,23 +12,22 @@ every check.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import _format, _keys, _validate
-from .._errors import ArchiveWriteError, ColdTierError, IntegrityError, InvalidRequest
+from .. import _format, _validate
+from .._errors import ArchiveWriteError, InvalidRequest
 from .._types import Receipt, Window
 from .._validate.stream import SeenIds
 from ..store import ObjectStore
-from .faults import reading, reason, writing
+from .faults import reading
+from .put import Encoded, Stored, TooLarge, encode, put
 from .settings import Settings
 
 __all__ = ["Writer"]
@@ -37,31 +40,8 @@ Check = Callable[[], "pa.Table | None"]
 _INLINE_ROWS = 32_768
 
 
-@dataclass(frozen=True, slots=True)
-class _Encoded:
-    """One object ready to put: its key, bytes and both digests."""
-
-    key: str
-    data: bytes
-    sha256: str  # of the bytes: the store's transport checksum
-    digest: str  # logical (docs/FORMAT.md): the object's identity
-    events: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Stored:
-    key: str
-    events: int
-    size: int
-    created: bool
-
-
 class _Abandoned(Exception):
     """A part not encoded because its batch failed (validation or another part)."""
-
-
-class _TooLarge(Exception):
-    """An encoded part exceeded ``max_object_bytes``; re-plan with smaller parts."""
 
 
 class Writer:
@@ -156,7 +136,7 @@ class Writer:
                         table = _format.sort_events(replacement)
                         per = self._rows_per_object(table)
                         continue
-            except _TooLarge:
+            except TooLarge:
                 if per == 1:
                     raise ArchiveWriteError(
                         "a single event encodes to more than "
@@ -167,14 +147,14 @@ class Writer:
                 continue
             return _receipt(results)
 
-    def _encode_numbered(self, tenant: str, win: Window, parts: list[pa.Table], index: int) -> _Encoded:
+    def _encode_numbered(self, tenant: str, win: Window, parts: list[pa.Table], index: int) -> Encoded:
         numbered = len(parts) > 1
         part, parts_count = (index, len(parts)) if numbered else (None, None)
         return self._encode_part(tenant, win, parts[index], part, parts_count)
 
     def _pipeline(
         self, tenant: str, win: Window, parts: list[pa.Table], checks: Sequence[Check]
-    ) -> tuple[list[_Stored], pa.Table | None]:
+    ) -> tuple[list[Stored], pa.Table | None]:
         """Encode and write ``parts`` in two stages of ``workers`` threads each.
 
         Encoders turn parts into bytes and digests; writers store them in part
@@ -194,14 +174,14 @@ class Writer:
         written_count = 0
         stop = threading.Event()
 
-        def encode(index: int) -> _Encoded:
+        def encode(index: int) -> Encoded:
             with gate:
                 gate.wait_for(lambda: stop.is_set() or index < written_count + 2 * workers)
             if stop.is_set():
                 raise _Abandoned
             return self._encode_numbered(tenant, win, parts, index)
 
-        def write(encoded: _Encoded) -> _Stored:
+        def write(encoded: Encoded) -> Stored:
             nonlocal written_count
             try:
                 return self._put(encoded)
@@ -216,7 +196,7 @@ class Writer:
             ThreadPoolExecutor(max(1, len(checks))) as checkers,
         ):
             encoded = [encoders.submit(encode, index) for index in range(count)]
-            written: list[Future[_Stored]] = []
+            written: list[Future[Stored]] = []
             try:
                 replacement = _run_checks(checks, checkers)
                 if replacement is None:
@@ -248,8 +228,8 @@ class Writer:
         earlier parts are stored (each complete; a corrected retry reuses them).
         """
         workers = max(1, self._settings.workers)
-        results: list[_Stored] = []
-        pending: list[Future[_Stored]] = []
+        results: list[Stored] = []
+        pending: list[Future[Stored]] = []
         chunks = _rechunk(reader, self._settings.object_events)
         # Only the first part needs to know whether another follows (a lone
         # part is unnumbered); looking further ahead would hold a part more.
@@ -298,10 +278,10 @@ class Writer:
             return Receipt(keys=(), events=0, bytes=0, created=False)
         return _receipt(results)
 
-    def _store_stream_part(self, tenant: str, win: Window, table: pa.Table, part: int | None) -> _Stored:
+    def _store_stream_part(self, tenant: str, win: Window, table: pa.Table, part: int | None) -> Stored:
         try:
             encoded = self._encode_part(tenant, win, table, part, None)
-        except _TooLarge:
+        except TooLarge:
             raise ArchiveWriteError(
                 f"a part of {table.num_rows} events of the stream encodes to more than "
                 f"max_object_bytes={self._settings.max_object_bytes}; lower object_events (earlier parts "
@@ -313,59 +293,11 @@ class Writer:
 
     def _encode_part(
         self, tenant: str, call: Window, table: pa.Table, part: int | None, parts: int | None
-    ) -> _Encoded:
-        """One object: named by its logical digest and, for a part, by its own rows' window."""
-        digest = _format.logical_digest(table)
-        own = call if part is None else _format.part_window(table)
-        meta = _format.footer(
-            tenant, own, table.num_rows, part, parts, digest=digest, call=None if part is None else call
-        )
-        data = _format.encode(table, meta, **self._settings.encoding())
-        if len(data) > self._settings.max_object_bytes:
-            raise _TooLarge
-        key = _keys.object_key(tenant, own, digest[:16])
-        return _Encoded(key, data, hashlib.sha256(data).hexdigest(), digest, table.num_rows)
+    ) -> Encoded:
+        return encode(tenant, call, table, part, parts, settings=self._settings)
 
-    def _put(self, obj: _Encoded) -> _Stored:
-        with writing(self._store, f"storing {obj.key}"):
-            created = self._store.put(obj.key, obj.data, sha256=obj.sha256, metadata={"digest": obj.digest})
-        size = len(obj.data) if created else self._confirm(obj)
-        return _Stored(obj.key, obj.events, size, created)
-
-    def _confirm(self, obj: _Encoded) -> int:
-        """The store refused our create: make sure what is there holds the same events; its size.
-
-        By the logical digest kept in the store's metadata (one stat), else by
-        the stored object's footer.  A different writer version, codec or
-        row-group size wrote different bytes of the same events: that is the
-        same object.
-        """
-        store = self._store
-        try:
-            stat = store.stat(obj.key)
-            stored = stat.metadata.get("digest")
-            if stored is None:
-                stored = _stored_digest(store.get(obj.key))
-        except ColdTierError:
-            raise
-        except Exception as exc:
-            raise ArchiveWriteError(
-                f"{obj.key} already exists in {store.description()} but could not be confirmed: {reason(exc)}"
-            ) from exc
-        if stored != obj.digest:
-            raise IntegrityError(
-                f"{obj.key} already exists in {store.description()} with different content "
-                f"(logical digest {stored}) than this batch ({obj.digest})"
-            )
-        return stat.size
-
-
-def _stored_digest(data: bytes) -> str | None:
-    """The logical digest a stored object's footer records; None if it has none or no footer."""
-    try:
-        return _format.read_footer(_format.open_parquet(data)).get("coldtier.digest")
-    except (pa.ArrowException, OSError, ValueError):
-        return None
+    def _put(self, obj: Encoded) -> Stored:
+        return put(self._store, obj)
 
 
 def _run_checks(checks: Sequence[Check], pool: ThreadPoolExecutor | None) -> pa.Table | None:
@@ -388,7 +320,7 @@ def _results(futures: Iterable[Future[T]]) -> list[T]:
     futures = list(futures)
     errors = [f.exception() for f in futures]
     for error in errors:
-        if isinstance(error, _TooLarge):
+        if isinstance(error, TooLarge):
             raise error
     for error in errors:
         if error is not None:
@@ -396,7 +328,7 @@ def _results(futures: Iterable[Future[T]]) -> list[T]:
     return [f.result() for f in futures]
 
 
-def _receipt(results: list[_Stored]) -> Receipt:
+def _receipt(results: list[Stored]) -> Receipt:
     return Receipt(
         keys=tuple(r.key for r in results),
         events=sum(r.events for r in results),
