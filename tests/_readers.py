@@ -135,7 +135,9 @@ def read_chdb(path: str, columns: list[str]) -> tuple[dict[str, str], dict[str, 
     described = chdb.query(f"DESCRIBE {source}", "ArrowTable")
     kinds = dict(zip(described.column("name").to_pylist(), described.column("type").to_pylist(), strict=True))
     exprs = [f"toUnixTimestamp64Micro(`{c}`) AS `{c}`" if c == "timestamp" else f"`{c}`" for c in columns]
-    table = chdb.query(f"SELECT {', '.join(exprs)} FROM {source}", "ArrowTable")
+    # ClickHouse reads row groups in parallel and hands them out as they finish: ask for file order
+    order = "SETTINGS input_format_parquet_preserve_order = 1, max_threads = 1"
+    table = chdb.query(f"SELECT {', '.join(exprs)} FROM {source} {order}", "ArrowTable")
     values = _plain(table)
     for name in columns:  # ClickHouse hands String out as binary unless told otherwise
         values[name] = [v.decode() if isinstance(v, bytes) else v for v in values[name]]
