@@ -11,7 +11,7 @@ import coldtier
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from coldtier import ArchiveNotFound, ArchiveWriteError, InvalidRequest, MissingDependency
+from coldtier import ArchiveNotFound, ArchiveReadError, ArchiveWriteError, InvalidRequest, MissingDependency
 from coldtier.testing import (
     ArchiveTests,
     HostileInputTests,
@@ -94,6 +94,18 @@ def test_access_tier_is_applied_but_not_to_the_probe_canary(azurite: Azurite, co
     assert SDKBackdoor(azurite, container).properties(key).blob_tier == "Cool"
     archive.probe()
     assert SDKBackdoor(azurite, container).list_keys() == [key]
+
+
+def test_archive_tier_blobs_are_written_and_confirmed_but_not_readable(
+    azurite: Azurite, container: str
+) -> None:
+    events = make_events("acme", 20)
+    archive = azurite.open(container, access_tier="Archive")
+    receipt = archive.archive("acme", *window_of(events), events)
+    assert not archive.archive("acme", *window_of(events), events).created  # confirmed from properties
+    assert SDKBackdoor(azurite, container).list_keys() == list(receipt.keys)
+    with pytest.raises(ArchiveReadError, match="BlobArchived"):  # until rehydrated
+        archive.read("acme")
 
 
 def test_az_and_azure_schemes_are_the_same_backend(azurite: Azurite, container: str) -> None:

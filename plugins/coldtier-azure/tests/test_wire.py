@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import coldtier
 import pytest
 from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
-from coldtier import ArchiveWriteError, PreconditionUnsupported
+from coldtier import ArchiveReadError, ArchiveWriteError, PreconditionUnsupported
 from coldtier.testing import FaultProxy, Rule, make_events, window_of
 
 from _azurite import ACCOUNT, KEY, PREFIX, Azurite, SDKBackdoor
@@ -153,3 +153,32 @@ def test_probe_catches_a_store_that_ignores_if_none_match(
     with pytest.raises(PreconditionUnsupported, match="second create"):
         through.probe()
     assert stored.list_keys() == []
+
+
+def test_tier_and_encryption_scope_are_sent_with_the_put(
+    through: Callable[..., coldtier.Archive], proxy: FaultProxy
+) -> None:
+    # Azurite accepts an encryption scope but does not keep it: the request is what can be checked.
+    events = make_events("acme", 10)
+    through(access_tier="Cold", encryption_scope="tenant-keys").archive("acme", *window_of(events), events)
+    (put,) = proxy.requests("PUT")
+    assert put.headers["x-ms-access-tier"] == "Cold"
+    assert put.headers["x-ms-encryption-scope"] == "tenant-keys"
+
+
+def test_read_faults_are_retried_within_the_budget(
+    through: Callable[..., coldtier.Archive], proxy: FaultProxy
+) -> None:
+    events = make_events("acme", 100)
+    archive = through(max_attempts=3)
+    archive.archive("acme", *window_of(events), events)
+    proxy.add(Rule(action="status", method="GET", path=BLOB, status=503, body=BUSY, times=2))
+    assert archive.read("acme").num_rows == 100
+    assert [s for m, s in _calls(proxy) if m == "GET"][-3:] == [503, 503, 206]
+    proxy.clear()
+    proxy.add(Rule(action="status", method="GET", path=BLOB, status=503, body=BUSY, times=None))
+    began = time.monotonic()
+    with pytest.raises(ArchiveReadError, match="ServerBusy"):
+        archive.read("acme")
+    assert time.monotonic() - began < 10
+    assert len([r for r in proxy.requests("GET") if r.status == 503]) == 3  # the SDK's own retries are off
