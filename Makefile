@@ -80,10 +80,10 @@ dist-check: dist
 	cd build/dist-check && venv/bin/python -c "import coldtier, sys; assert 'site-packages' in coldtier.__file__, coldtier.__file__"
 	cd build/dist-check && venv/bin/python $(CURDIR)/examples/quickstart.py archive
 	@# A third-party backend appears only once its distribution is installed.
-	cd build/dist-check && ! venv/bin/coldtier backends | grep -E '^azure?://'
+	cd build/dist-check && ! venv/bin/coldtier backends | grep -E '^az(ure)?://'
 	build/dist-check/venv/bin/python -m pip install --quiet "$$(ls dist/plugins/coldtier_azure-*.whl)"
-	cd build/dist-check && venv/bin/coldtier backends | grep -E '^azure?://' && \
-		test "$$(venv/bin/coldtier backends | grep -cE '^azure?://.*coldtier_azure:AzureStore +ok$$')" = 2
+	cd build/dist-check && venv/bin/coldtier backends | grep -E '^az(ure)?://' && \
+		test "$$(venv/bin/coldtier backends | grep -cE '^az(ure)?://.*coldtier_azure:AzureStore +ok$$')" = 2
 
 clean:
 	rm -rf $(VENV) .venv-pyarrow-old .venv-pyarrow-old.lock demo-archive .pytest_cache .mypy_cache .ruff_cache build dist
