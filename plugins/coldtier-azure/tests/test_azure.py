@@ -159,20 +159,21 @@ def test_missing_container_is_not_found_not_empty(azurite: Azurite) -> None:
 @pytest.mark.parametrize(
     ("url", "options", "match"),
     [
-        ("az://", {"account_name": "a"}, "container"),
-        ("az://Bad_Container/x", {"account_name": "a"}, "container"),
-        ("az://a--b/x", {"account_name": "a"}, "container"),
-        ("az://ctr/a//b", {"account_name": "a"}, "segment"),
-        ("az://ctr/x?access_tier=Glacier", {"account_name": "a"}, "access_tier"),
-        ("az://ctr/x?storage_class=Cool", {"account_name": "a"}, "valid options: access_tier, account_name"),
+        ("az://", {"account_name": "acct"}, "container"),
+        ("az://Bad_Container/x", {"account_name": "acct"}, "container"),
+        ("az://a--b/x", {"account_name": "acct"}, "container"),
+        ("az://ctr/a//b", {"account_name": "acct"}, "segment"),
+        ("az://ctr/x?access_tier=Glacier", {"account_name": "acct"}, "access_tier"),
+        ("az://ctr/x?storage_class=Cool", {"account_name": "acct"}, "valid options: access_tier, account_name"),
         ("az://ctr/x?credential=secret-in-url", {}, "keyword"),
         ("az://ctr/x?connection_string=secret-in-url", {}, "keyword"),
         ("az://ctr/x", {}, "account_name"),
+        ("az://ctr/x", {"account_name": "evil.example/x"}, "account_name"),
         ("az://ctr/x", {"account_url": "http://h/a?sig=secret-in-url"}, "SAS"),
         ("az://ctr/x", {"account_url": "http://a", "endpoint_url": "http://b"}, "different"),
         ("az://ctr/x", {"connection_string": "secret-in-url", "credential": "k"}, "connection_string"),
         ("az://ctr/x", {"connection_string": "AccountKey=secret-in-url;nonsense"}, "connection_string"),
-        ("az://ctr/x?max_object_bytes=6000000000", {"account_name": "a"}, "at most"),
+        ("az://ctr/x?max_object_bytes=6000000000", {"account_name": "acct"}, "at most"),
     ],
 )
 def test_bad_urls_and_options_are_refused(

@@ -61,6 +61,7 @@ _MAX_PUT = 5000 * 2**20  # one Put Blob (service version 2019-12-12 and later)
 _SEP = "_"  # metadata names must be C# identifiers: coldtier_sha256
 #: 3-63 lowercase letters, digits and single hyphens, starting and ending alphanumeric.
 _CONTAINER_RE = re.compile(r"(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
+_ACCOUNT_RE = re.compile(r"[a-z0-9]{3,24}")
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 #: azure-core's HTTP logging policy logs request URLs and headers (it redacts them itself).
 _LOGGERS = ("azure.core.pipeline.policies.http_logging_policy", "azure.storage.blob")
@@ -69,9 +70,7 @@ _URL = "blob service endpoint (Azurite: http://127.0.0.1:10000/devstoreaccount1)
     "https://<account_name>.blob.core.windows.net, or the connection string's"
 )
 OPTIONS: Mapping[str, OptionSpec] = {
-    "account_name": OptionSpec(
-        str, doc="storage account, which gives the endpoint unless account_url is set"
-    ),
+    "account_name": OptionSpec(str, doc="storage account, whose endpoint is used unless account_url is set"),
     "account_url": OptionSpec(str, doc=_URL),
     "endpoint_url": OptionSpec(str, doc="the same as account_url (the name the other backends use)"),
     "connection_string": OptionSpec(
@@ -132,6 +131,8 @@ class AzureStore(ObjectStore):
         urls = {opts[k] for k in ("account_url", "endpoint_url") if k in opts}
         if len(urls) > 1:
             raise InvalidRequest("account_url and endpoint_url name different endpoints: give one")
+        if "account_name" in opts and not _ACCOUNT_RE.fullmatch(opts["account_name"]):
+            raise InvalidRequest("account_name must be 3-24 lowercase letters and digits")
         url = urls.pop() if urls else None
         if url is not None and ("?" in url or "@" in url):
             raise InvalidRequest("account_url must not carry a query or user info: pass a SAS as credential=")
@@ -160,8 +161,6 @@ class AzureStore(ObjectStore):
         credential = opts.get("credential")
         if conn is None and credential is None:
             credential = _default_credential(location.scheme)
-        if isinstance(credential, str) and "account_name" in opts and not _is_sas(credential):
-            credential = {"account_name": opts["account_name"], "account_key": credential}
         try:
             if conn is not None:
                 client = ContainerClient.from_connection_string(conn, container, **config)
@@ -288,10 +287,6 @@ class AzureStore(ObjectStore):
 def _timed_out(err: BaseException) -> bool:
     """Whether a transport error was a timeout (requests' ReadTimeout and ConnectTimeout underneath)."""
     return any("Timeout" in type(e).__name__ or isinstance(e, TimeoutError) for e in causes(err))
-
-
-def _is_sas(credential: str) -> bool:
-    return credential.lstrip("?").startswith(("sv=", "se=", "sp=", "st=", "sig=")) or "&sig=" in credential
 
 
 def _default_credential(scheme: str) -> Any:
