@@ -164,7 +164,11 @@ def test_missing_container_is_not_found_not_empty(azurite: Azurite) -> None:
         ("az://a--b/x", {"account_name": "acct"}, "container"),
         ("az://ctr/a//b", {"account_name": "acct"}, "segment"),
         ("az://ctr/x?access_tier=Glacier", {"account_name": "acct"}, "access_tier"),
-        ("az://ctr/x?storage_class=Cool", {"account_name": "acct"}, "valid options: access_tier, account_name"),
+        (
+            "az://ctr/x?storage_class=Cool",
+            {"account_name": "acct"},
+            "valid options: access_tier, account_name",
+        ),
         ("az://ctr/x?credential=secret-in-url", {}, "keyword"),
         ("az://ctr/x?connection_string=secret-in-url", {}, "keyword"),
         ("az://ctr/x", {}, "account_name"),
