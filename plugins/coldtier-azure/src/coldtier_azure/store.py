@@ -98,7 +98,7 @@ OPTIONS: Mapping[str, OptionSpec] = {
 
 
 class AzureStore(ObjectStore):
-    """Blobs in an Azure Storage container: ``az://container/prefix?account_name=...``."""
+    """Azure Blob Storage: blobs in one container, under an optional prefix."""
 
     scheme = "az"
     keeps_metadata = True
