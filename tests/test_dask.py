@@ -112,3 +112,17 @@ def test_read_on_the_cluster_equals_read_with_duplicates_across_objects(tmp_path
     empty = coldtier.dask.read(str(tmp_path), "nobody").compute()
     assert list(empty.columns) == want.column_names
     assert len(empty) == 0
+
+
+def test_the_recipe_runs_on_the_cluster(tmp_path: Path, client: Any) -> None:
+    from tests.test_interop import run_recipe
+
+    archive = coldtier.open_archive(str(tmp_path))
+    events = make_events("acme", 120, step=timedelta(hours=6))  # March 2024 and beyond
+    for first in range(0, 120, 40):
+        archive.archive("acme", *window_of(events[first : first + 40]), events[first : first + 40])
+    done = run_recipe("dask-cluster", client=client, url=str(tmp_path))
+    assert done["report"] == archive.verify()
+    march = [e for e in events if e.timestamp.month == 3]
+    want = {kind: sum(e.event_type == kind for e in march) for kind in {e.event_type for e in march}}
+    assert done["per_type"].to_dict() == want
