@@ -82,8 +82,8 @@ class State:
     path: Path
     archive: str
     done: dict[str, _Done] = field(default_factory=dict)
-    _out: IO[bytes] | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _out: IO[bytes] | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], archive: str) -> State:
