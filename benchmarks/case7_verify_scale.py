@@ -95,19 +95,32 @@ def run(quick: bool = False) -> list[Row]:
 
         hash1, _ = timed(lambda: sha256_files(paths, 1))
         hash2, _ = timed(lambda: sha256_files(paths, 2))
-        print(f"    sha256 of the files: {mb / hash1:.0f} MB/s (1 thread), {mb / hash2:.0f} MB/s (2)", flush=True)
+        print(
+            f"    sha256 of the files: {mb / hash1:.0f} MB/s (1 thread), {mb / hash2:.0f} MB/s (2)",
+            flush=True,
+        )
         for workers in (1, 2):
             local = coldtier.open_archive(str(root), workers=workers)
             wall, cpu = timed(lambda local=local: _check(local.verify(), count))
             row(f"local verify, {workers} thread(s) (baseline: sha256, 1 thread)", wall, cpu, hash1)
         for n in (1, 2):
-            with distributed.LocalCluster(
-                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
-            ) as cluster, distributed.Client(cluster) as client:
+            with (
+                distributed.LocalCluster(
+                    n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
+                ) as cluster,
+                distributed.Client(cluster) as client,
+            ):
                 coldtier.dask.verify(str(root), client, tenant="acme")  # warm the workers
-                wall, cpu = timed(lambda client=client: _check(coldtier.dask.verify(str(root), client), count))
-            row(f"local, coldtier.dask {n} worker process(es) (baseline: sha256, {n} thread(s))", wall, cpu,
-                hash1 if n == 1 else hash2, note=" in this process only")
+                wall, cpu = timed(
+                    lambda client=client: _check(coldtier.dask.verify(str(root), client), count)
+                )
+            row(
+                f"local, coldtier.dask {n} worker process(es) (baseline: sha256, {n} thread(s))",
+                wall,
+                cpu,
+                hash1 if n == 1 else hash2,
+                note=" in this process only",
+            )
 
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
@@ -143,15 +156,28 @@ def run(quick: bool = False) -> list[Row]:
             for workers in (1, 4):
                 remote = coldtier.open_archive(url, workers=workers)
                 wall, cpu = timed(lambda remote=remote: _check(remote.verify(), on_moto))
-                row(f"moto verify, {workers} thread(s) (baseline: GET + sha256, 4 threads)", wall, cpu, base4,
-                    note=", with the moto server's")
-            with distributed.LocalCluster(
-                n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None
-            ) as cluster, distributed.Client(cluster) as client:
+                row(
+                    f"moto verify, {workers} thread(s) (baseline: GET + sha256, 4 threads)",
+                    wall,
+                    cpu,
+                    base4,
+                    note=", with the moto server's",
+                )
+            with (
+                distributed.LocalCluster(
+                    n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None
+                ) as cluster,
+                distributed.Client(cluster) as client,
+            ):
                 coldtier.dask.verify(url, client, tenant="acme")
                 wall, cpu = timed(lambda client=client: _check(coldtier.dask.verify(url, client), on_moto))
-            row("moto, coldtier.dask 2 workers x 2 threads (baseline: GET + sha256, 4 threads)", wall, cpu, base4,
-                note=" in this process only")
+            row(
+                "moto, coldtier.dask 2 workers x 2 threads (baseline: GET + sha256, 4 threads)",
+                wall,
+                cpu,
+                base4,
+                note=" in this process only",
+            )
         finally:
             server.stop()
     return rows

@@ -66,7 +66,9 @@ def test_pickled_s3_archive_holds_no_credential_and_works_from_the_environment(
     assert BotoBackdoor(s3_client, fresh_bucket, "cold").list_keys() == [obj.key]
 
 
-def test_local_archive_pickles_with_its_absolute_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_local_archive_pickles_with_its_absolute_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     archive = coldtier.open_archive("rel/archive", compression="snappy")
     fill(archive, ("acme",), 2)

@@ -106,7 +106,9 @@ class State:
         for line in lines[1:]:
             try:
                 row = orjson.loads(line)
-                state.done[row["key"]] = _Done(row["size"], row["digest"], datetime.fromisoformat(row["verified"]))
+                state.done[row["key"]] = _Done(
+                    row["size"], row["digest"], datetime.fromisoformat(row["verified"])
+                )
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                 continue  # a line torn by a killed run: that object is checked again
         return state
@@ -146,7 +148,9 @@ class State:
                     os.fsync(out.fileno())
                 os.replace(tmp, self.path)
             except OSError as exc:
-                raise InvalidRequest(f"state file {self.path} cannot be written: {exc.strerror or exc}") from None
+                raise InvalidRequest(
+                    f"state file {self.path} cannot be written: {exc.strerror or exc}"
+                ) from None
 
     def _head(self) -> bytes:
         return orjson.dumps({"coldtier_verify_state": _STATE_VERSION, "archive": self.archive})
@@ -163,7 +167,9 @@ class State:
 
 
 def _row(key: str, done: _Done) -> bytes:
-    return orjson.dumps({"key": key, "size": done.size, "digest": done.digest, "verified": done.verified.isoformat()})
+    return orjson.dumps(
+        {"key": key, "size": done.size, "digest": done.digest, "verified": done.verified.isoformat()}
+    )
 
 
 @dataclass(slots=True)
@@ -195,7 +201,9 @@ class Plan:
             raise InvalidRequest(f"sample must be a share in (0, 1], got {sample!r}")
         if isinstance(recheck_after, (int, float)) and not isinstance(recheck_after, bool):
             recheck_after = timedelta(days=recheck_after)
-        if recheck_after is not None and (not isinstance(recheck_after, timedelta) or recheck_after <= timedelta(0)):
+        if recheck_after is not None and (
+            not isinstance(recheck_after, timedelta) or recheck_after <= timedelta(0)
+        ):
             raise InvalidRequest(f"recheck_after must be a positive number of days, got {recheck_after!r}")
         if recheck_after is not None and state is None:
             raise InvalidRequest("recheck_after needs a state file (state=...)")
