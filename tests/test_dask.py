@@ -126,3 +126,17 @@ def test_the_recipe_runs_on_the_cluster(tmp_path: Path, client: Any) -> None:
     march = [e for e in events if e.timestamp.month == 3]
     want = {kind: sum(e.event_type == kind for e in march) for kind in {e.event_type for e in march}}
     assert done["per_type"].to_dict() == want
+
+
+def test_a_failed_task_is_a_problem_for_each_of_its_objects(tmp_path: Path, client: Any) -> None:
+    from coldtier.dask import _outcome  # the step verify takes for every task
+
+    archive = coldtier.open_archive(str(tmp_path))
+    fill(archive, ("acme",), 3)
+    group = every_object(archive)
+    failed = client.submit(divmod, 1, 0, pure=False)  # a task that fails on a worker
+    distributed.wait([failed])
+    report = _outcome(failed, group)
+    assert (report.objects, report.events) == (3, 0)
+    assert [p.key for p in report.problems] == [o.key for o in group]
+    assert all("its Dask task failed (ZeroDivisionError" in p.message for p in report.problems)

@@ -232,12 +232,13 @@ def _partitions(objs: Sequence[ArchivedObject], most_bytes: int) -> Iterator[tup
 
 
 def _outcome(future: Any, group: list[ArchivedObject]) -> VerifyReport:
-    if future.status != "error":
+    """The group's report, or one problem per object when its task failed, was lost or cancelled."""
+    try:
         report: VerifyReport = future.result()
-        return report
-    exc = future.exception()
-    message = f"cannot be checked: its Dask task failed ({type(exc).__name__}: {exc})"
-    return VerifyReport(objects=len(group), events=0, problems=tuple(Problem(o.key, message) for o in group))
+    except Exception as exc:  # noqa: BLE001 - whatever the task met is a finding about its objects
+        message = f"cannot be checked: its Dask task failed ({type(exc).__name__}: {exc})"
+        return VerifyReport(objects=len(group), events=0, problems=tuple(Problem(o.key, message) for o in group))
+    return report
 
 
 # ---------------------------------------------------------------------------
