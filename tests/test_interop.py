@@ -149,6 +149,7 @@ def test_every_recipe_is_tested() -> None:
         "polars-day",
         "polars-tenants",
         "polars-object-store",
+        "dask-cluster",  # tests/test_dask.py
     }
 
 

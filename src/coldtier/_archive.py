@@ -7,8 +7,9 @@ written in these docstrings.
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeAlias
 
 import pyarrow as pa
@@ -108,7 +109,12 @@ class Archive(abc.ABC):
     def read_object(
         self, obj: ArchivedObject, start: datetime | None = None, end: datetime | None = None
     ) -> pa.Table:
-        """One object's events in ``[start, end]`` (as stored, with ``tenant_id``): a worker's unit."""
+        """One object's events in ``[start, end]`` (as stored, with ``tenant_id``): a worker's unit.
+
+        An archive pickles (as its URL and non-secret options; the unpickling
+        process takes credentials from its own environment), and so does an
+        :class:`~coldtier.ArchivedObject`, so both can be sent to a worker.
+        """
         raise NotImplementedError(f"{type(self).__name__} does not read single objects")
 
     def verify_object(self, obj: ArchivedObject) -> VerifyReport:
@@ -120,12 +126,33 @@ class Archive(abc.ABC):
         """Sorted ids of the tenants present."""
 
     @abc.abstractmethod
-    def verify(self, tenant_id: str | None = None, *, progress: Progress | None = None) -> VerifyReport:
+    def verify(
+        self,
+        tenant_id: str | None = None,
+        *,
+        progress: Progress | None = None,
+        shard: tuple[int, int] | str | None = None,
+        sample: float | None = None,
+        state: str | os.PathLike[str] | None = None,
+        recheck_after: timedelta | float | None = None,
+    ) -> VerifyReport:
         """Re-read and re-hash every object; check its footer and schema.
 
         A problem with an object is reported, not raised; a store that cannot
         be listed raises :class:`~coldtier.ArchiveReadError`, a location that
         does not exist :class:`~coldtier.ArchiveNotFound` (never "OK").
+
+        To spread a scrub over machines and days (DESIGN.md §11):
+        ``shard=(i, n)`` (or ``"i/n"``, ``1 <= i <= n``) checks only the
+        objects whose key hashes to shard ``i`` of ``n`` — shards are
+        disjoint, together they are every object, and an object keeps its
+        shard as the archive grows; ``state`` names a JSON Lines file of
+        objects verified without a problem, so a rerun skips those whose key
+        and size are unchanged, unless their check is older than
+        ``recheck_after`` (days, or a ``timedelta``); ``sample`` checks a
+        random share ``(0, 1]`` of the rest.  Skipped objects are counted in
+        :attr:`VerifyReport.skipped`; the reports of several shards add up
+        with :meth:`VerifyReport.combine`.
         """
 
     @abc.abstractmethod

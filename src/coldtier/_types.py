@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -72,15 +73,33 @@ class Problem:
 
 @dataclass(frozen=True, slots=True)
 class VerifyReport:
-    """Outcome of :meth:`Archive.verify`; ``ok`` only when no problem was found."""
+    """Outcome of :meth:`Archive.verify`; ``ok`` only when no problem was found.
+
+    ``objects`` and ``events`` count what was checked; ``skipped`` the
+    objects of the selection left unchecked this time (verified unchanged
+    recently, per a state file, or not drawn by ``sample``).  Reports of
+    shards, groups or runs add up with :meth:`combine`.
+    """
 
     objects: int
     events: int
     problems: tuple[Problem, ...] = field(default=())
+    skipped: int = 0
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @classmethod
+    def combine(cls, reports: Iterable[VerifyReport]) -> VerifyReport:
+        """One report of several (shards, task groups): counts added, problems in the given order."""
+        reports = list(reports)
+        return cls(
+            objects=sum(r.objects for r in reports),
+            events=sum(r.events for r in reports),
+            problems=tuple(p for r in reports for p in r.problems),
+            skipped=sum(r.skipped for r in reports),
+        )
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

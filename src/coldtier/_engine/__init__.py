@@ -8,8 +8,9 @@ reading), ``verify``, ``probe``, ``faults`` (errors translated once),
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -19,10 +20,12 @@ from .._archive import Archive, EventsInput
 from .._options import ENGINE_OPTIONS, parse_url
 from .._types import ArchivedObject, Event, Receipt, VerifyReport
 from ..store import ObjectStore
+from . import pickled as _pickled
 from . import probe as _probe
 from . import verify as _verify
 from .read import Progress, Reader, with_tenant
 from .settings import Settings
+from .shard import Plan
 from .write import Writer
 
 __all__ = ["StoreArchive"]
@@ -33,6 +36,7 @@ class StoreArchive(Archive):
 
     def __init__(self, store: ObjectStore, **options: Any) -> None:
         self._store = store
+        self._origin: tuple[type[ObjectStore], str, dict[str, Any]] | None = None
         self._settings = Settings.for_store(type(store), options)
         self._writer = Writer(store, self._settings)
         self._reader = Reader(store, self._settings)
@@ -49,7 +53,16 @@ class StoreArchive(Archive):
         own = {k: v for k, v in location.options.items() if k not in ENGINE_OPTIONS}
         location = dataclasses.replace(location, options=own)
         Settings.for_store(store_class, engine)  # the engine's options are refused before the store's
-        return cls(store_class.from_location(location), **engine)
+        archive = cls(store_class.from_location(location), **engine)
+        archive._origin = _pickled.origin(store_class, url, location, engine)
+        return archive
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its URL and non-secret options; credentials come again from the unpickler's environment."""
+        if self._origin is None:
+            raise TypeError("only an archive made by open_archive() (or StoreArchive.open) can be pickled")
+        store_class, url, options = self._origin
+        return (_pickled.reopen, (store_class, url, tuple(sorted(options.items()))))
 
     @property
     def store(self) -> ObjectStore:
@@ -124,9 +137,23 @@ class StoreArchive(Archive):
 
     # -- checking --------------------------------------------------------------
 
-    def verify(self, tenant_id: str | None = None, *, progress: Progress | None = None) -> VerifyReport:
-        tenants = self._reader.tenants() if tenant_id is None else [_validate.validate_tenant(tenant_id)]
-        return _verify.verify(self._reader, tenants, progress)
+    def verify(
+        self,
+        tenant_id: str | None = None,
+        *,
+        progress: Progress | None = None,
+        shard: tuple[int, int] | str | None = None,
+        sample: float | None = None,
+        state: str | os.PathLike[str] | None = None,
+        recheck_after: timedelta | float | None = None,
+    ) -> VerifyReport:
+        tenant = None if tenant_id is None else _validate.validate_tenant(tenant_id)
+        plan = Plan.of(
+            self.description(), shard=shard, sample=sample, state=state, recheck_after=recheck_after
+        )
+        tenants = self._reader.tenants() if tenant is None else [tenant]
+        todo = plan.select(_verify.listed(self._reader, tenants))
+        return plan.finish(_verify.check(self._reader, todo, progress, plan.record))
 
     def verify_object(self, obj: ArchivedObject) -> VerifyReport:
         return _verify.verify_object(self._reader, obj)

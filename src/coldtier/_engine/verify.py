@@ -14,19 +14,33 @@ from .._types import ArchivedObject, Problem, VerifyReport
 from .faults import reason
 from .read import Progress, Reader, Tally
 
-__all__ = ["verify", "verify_object"]
+__all__ = ["check", "listed", "verify", "verify_object"]
 
 
 def verify(reader: Reader, tenants: list[str], progress: Progress | None) -> VerifyReport:
     """Check every object of ``tenants`` (``workers`` at a time); listing failures raise."""
-    objs = [o for listed in reader.map(lambda t: reader.objects(t, None, None), tenants) for o in listed]
+    return check(reader, listed(reader, tenants), progress)
+
+
+def listed(reader: Reader, tenants: list[str]) -> list[ArchivedObject]:
+    """Every object of ``tenants``, the tenants listed ``workers`` at a time."""
+    return [o for found in reader.map(lambda t: reader.objects(t, None, None), tenants) for o in found]
+
+
+def check(
+    reader: Reader,
+    objs: list[ArchivedObject],
+    progress: Progress | None,
+    done: Callable[[ArchivedObject, VerifyReport], VerifyReport] | None = None,
+) -> VerifyReport:
+    """Check ``objs`` (``workers`` at a time); ``done(obj, report)`` is called as each one finishes."""
     tally = Tally(progress, objs)
-    checked = reader.map(lambda o: tally.done(o, verify_object(reader, o)), objs)
-    return VerifyReport(
-        objects=len(objs),
-        events=sum(r.events for r in checked),
-        problems=tuple(p for r in checked for p in r.problems),
-    )
+
+    def one(obj: ArchivedObject) -> VerifyReport:
+        report = verify_object(reader, obj)
+        return tally.done(obj, report if done is None else done(obj, report))
+
+    return VerifyReport.combine(reader.map(one, objs))
 
 
 def verify_object(reader: Reader, obj: ArchivedObject) -> VerifyReport:

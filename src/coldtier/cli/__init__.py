@@ -6,7 +6,7 @@
     coldtier archive [URL] FILE [--tenant T] [--start S] [--end E] [--json]
     coldtier ls      [URL] [--tenant T] [--start S] [--end E | --day D] [--json]
     coldtier read    [URL] --tenant T [--start S] [--end E | --day D] [--format jsonl|parquet|table] [-o OUT]
-    coldtier verify  [URL] [--tenant T] [--json]
+    coldtier verify  [URL] [--tenant T] [--shard I/N] [--state FILE [--recheck-after DAYS]] [--sample P] [--json]
     coldtier probe   [URL] [--json]
 
 ``URL`` may be left out when ``COLDTIER_URL`` is set.  Backend options go in

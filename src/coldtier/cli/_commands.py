@@ -110,10 +110,45 @@ def ls_cmd(
 @click.command("verify", short_help="Re-hash every object; exit 1 on any problem.")
 @url_argument
 @click.option("--tenant", "-t", help="Only this tenant (default: every tenant).")
+@click.option(
+    "--shard",
+    metavar="I/N",
+    help="Only shard I of N (1 <= I <= N), split by a hash of each key: shards are disjoint, "
+    "together they are every object, and an object keeps its shard as the archive grows.",
+)
+@click.option(
+    "--state",
+    "state",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Record objects verified without a problem in FILE, and skip those a previous run "
+    "verified unchanged (same key and size).  One file per shard.",
+)
+@click.option(
+    "--recheck-after",
+    metavar="DAYS",
+    type=float,
+    help="With --state: check again objects last verified more than DAYS ago.",
+)
+@click.option("--sample", metavar="P", type=float, help="Check a random share P (0 < P <= 1) of the objects.")
 @opt_option
 @json_option
-def verify_cmd(*, url: str | None, tenant: str | None, opts: tuple[str, ...], as_json: bool) -> int:
-    """Re-read and re-hash every object; exit 1 and print one line per damaged object."""
+def verify_cmd(
+    *,
+    url: str | None,
+    tenant: str | None,
+    shard: str | None,
+    state: str | None,
+    recheck_after: float | None,
+    sample: float | None,
+    opts: tuple[str, ...],
+    as_json: bool,
+) -> int:
+    """Re-read and re-hash every object; exit 1 and print one line per damaged object.
+
+    A scrub too long for one run is spread over machines with --shard and over
+    days with --state (and --recheck-after) or --sample.
+    """
     archive = open_url(url, opts)
     show = interactive()
     timer = Timer(enabled=show)
@@ -124,8 +159,10 @@ def verify_cmd(*, url: str | None, tenant: str | None, opts: tuple[str, ...], as
         bar(done, total)
 
     with Bar("verifying", enabled=show) as bar:
-        report = archive.verify(tenant, progress=progress)
-    if report.objects == 0:
+        report = archive.verify(
+            tenant, progress=progress, shard=shard, sample=sample, state=state, recheck_after=recheck_after
+        )
+    if report.objects == 0 and report.skipped == 0:
         check_exists(archive)
     timer.done("verified", seen[0])
     # One line per damaged object, its problems joined, in report order.
@@ -140,6 +177,8 @@ def verify_cmd(*, url: str | None, tenant: str | None, opts: tuple[str, ...], as
                 "ok": report.ok,
                 "objects": report.objects,
                 "events": report.events,
+                "skipped": report.skipped,
+                "shard": shard,
                 "damaged": [{"key": key, "problems": messages} for key, messages in damaged.items()],
                 "problems": [{"key": p.key, "message": one_line(p.message)} for p in report.problems],
             }
@@ -148,12 +187,16 @@ def verify_cmd(*, url: str | None, tenant: str | None, opts: tuple[str, ...], as
         for key, messages in damaged.items():
             click.echo(f"PROBLEM {key}: {'; '.join(messages)}")
         counts = f"{count(report.objects, 'object')}, {count(report.events, 'event')}"
+        if report.skipped:
+            counts += f" ({count(report.skipped, 'object')} skipped)"
+        if shard is not None:
+            counts = f"shard {shard}: {counts}"
         if report.ok:
             click.echo(f"{archive.description()}: {counts}: OK")
         else:
             damage = f"{count(len(damaged), 'damaged object')}: {count(len(report.problems), 'problem')}"
             click.echo(f"{archive.description()}: {counts}, {damage}")
-    if report.objects == 0:
+    if report.objects == 0 and report.skipped == 0 and shard is None and sample is None:
         if tenant is not None:
             say_empty(archive, tenant, None, None, "objects")
         else:

@@ -1,0 +1,292 @@
+"""Verify and read an archive on a Dask cluster, one object (or a small group) per task (DESIGN.md §11).
+
+::
+
+    from distributed import Client
+    import coldtier.dask
+
+    client = Client("tcp://scheduler:8786")
+    report = coldtier.dask.verify("s3://bucket/cold", client)          # a VerifyReport
+    frame = coldtier.dask.read("s3://bucket/cold", "acme", start, end)  # a dask DataFrame
+
+Nothing here needs a coordinator: writers never overwrite and readers
+dedupe, so tasks are independent.  The archive travels in the task graph as
+its URL and non-secret options (see :meth:`coldtier.Archive.read_object`):
+**each worker takes credentials from its own environment** (``AWS_*``, an
+instance role, ``GOOGLE_APPLICATION_CREDENTIALS``); credentials given here as
+options are used for the listing in this process only.
+
+Listing runs on the cluster, one task per tenant; ``verify`` then checks
+groups of objects (``group_objects`` objects, at most ``group_bytes``) and
+``read`` makes one partition per run of objects whose windows overlap (so
+each event is once in the whole frame, as :meth:`~coldtier.Archive.read`
+gives it), runs packed up to ``partition_bytes``.  Tasks are named
+``coldtier-list``, ``coldtier-verify`` and ``coldtier-read`` on the dashboard;
+``verify(..., progress=True)`` shows Dask's progress bar.
+
+Needs the ``dask`` extra: ``pip install 'coldtier[dask]'``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from . import _format, _registry
+from ._archive import Archive
+from ._errors import InvalidRequest, MissingDependency
+from ._types import ArchivedObject, Problem, VerifyReport
+
+try:
+    import dask.dataframe as dd
+    import distributed
+except ImportError as exc:  # pragma: no cover - the extra is installed in every test run
+    raise MissingDependency("coldtier.dask needs Dask: pip install 'coldtier[dask]'") from exc
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["objects", "read", "tenants", "verify"]
+
+#: Key times are whole seconds: an object's events end before its named end plus one second.
+_SECOND = timedelta(seconds=1)
+
+
+def tenants(url: str, **options: Any) -> list[str]:
+    """Sorted ids of the tenants present (one listing, made in this process)."""
+    return _open(url, options).tenants()
+
+
+def objects(
+    url: str,
+    tenant: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    *,
+    client: distributed.Client | None = None,
+    shard: tuple[int, int] | str | None = None,
+    **options: Any,
+) -> list[ArchivedObject]:
+    """Objects overlapping ``[start, end]`` of ``tenant`` (or every tenant), listed on the cluster, one task per tenant.
+
+    ``shard=(i, n)`` keeps those of shard ``i`` of ``n``, as ``verify --shard`` splits them.
+    """
+    archive = _open(url, options)
+    return [o for found in _listings(archive, _client(client), tenant, start, end, shard) for o in found]
+
+
+def verify(
+    url: str,
+    client: distributed.Client | None = None,
+    tenant: str | None = None,
+    *,
+    shard: tuple[int, int] | str | None = None,
+    group_objects: int = 32,
+    group_bytes: int = 256 * 2**20,
+    progress: bool = False,
+    **options: Any,
+) -> VerifyReport:
+    """:meth:`~coldtier.Archive.verify` on the cluster: the same report, every object checked once.
+
+    A task that fails as a whole (a worker lost, a task that cannot run)
+    becomes one problem per object of its group, naming the object; the
+    other groups are still checked.  A store that cannot be listed raises,
+    as ``Archive.verify`` does.
+    """
+    if group_objects < 1 or group_bytes < 1:
+        raise InvalidRequest("group_objects and group_bytes must be positive")
+    archive = _open(url, options)
+    dask_client = _client(client)
+    objs = [o for found in _listings(archive, dask_client, tenant, None, None, shard) for o in found]
+    groups = list(_groups(objs, group_objects, group_bytes))
+    if not groups:
+        return VerifyReport(objects=0, events=0)
+    run = uuid.uuid4().hex[:12]
+    futures = dask_client.map(
+        _verify_group,
+        groups,
+        archive=archive,
+        key=[f"coldtier-verify-{run}-{i}" for i in range(len(groups))],
+    )
+    if progress:
+        distributed.progress(futures)
+    distributed.wait(futures)
+    reports = [_outcome(future, group) for future, group in zip(futures, groups, strict=True)]
+    return VerifyReport.combine(reports)
+
+
+def read(
+    url: str,
+    tenant: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    *,
+    partition_bytes: int = 128 * 2**20,
+    **options: Any,
+) -> dd.DataFrame:
+    """:meth:`~coldtier.Archive.read` as a lazy Dask DataFrame: each event once across all partitions.
+
+    Partitions are in time order, each sorted by ``(timestamp, event_id)``;
+    objects whose windows overlap are in one partition, so copies of an
+    event (which share its timestamp) meet and are dropped there.  Listing
+    happens now, in this process; reading when the frame is computed.
+    """
+    if partition_bytes < 1:
+        raise InvalidRequest("partition_bytes must be positive")
+    archive = _open(url, options)
+    objs = archive.objects(tenant, start, end)
+    parts = list(_partitions(objs, partition_bytes)) or [()]
+    reader = _ReadPartition(archive, tenant, start, end)
+    return dd.from_map(reader, parts, meta=reader.meta(), label="coldtier-read", enforce_metadata=False)
+
+
+# ---------------------------------------------------------------------------
+# Planning (in this process)
+
+
+def _open(url: str, options: dict[str, Any]) -> Archive:
+    return _registry.open_archive(url, **options)
+
+
+def _client(client: distributed.Client | None) -> distributed.Client:
+    if client is not None:
+        return client
+    try:
+        return distributed.get_client()
+    except ValueError:
+        raise InvalidRequest(
+            "coldtier.dask needs a Dask cluster: pass client=, or create a distributed.Client first"
+        ) from None
+
+
+def _listings(  # noqa: PLR0917 - private; every caller passes them all
+    archive: Archive,
+    client: distributed.Client,
+    tenant: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    shard: tuple[int, int] | str | None,
+) -> list[list[ArchivedObject]]:
+    from ._engine.shard import parse_shard  # noqa: PLC0415 - checked here, before any task runs
+
+    checked = parse_shard(shard)
+    names = archive.tenants() if tenant is None else [tenant]
+    run = uuid.uuid4().hex[:12]
+    futures = client.map(
+        _list_tenant,
+        names,
+        archive=archive,
+        start=start,
+        end=end,
+        shard=checked,
+        key=[f"coldtier-list-{run}-{i}" for i in range(len(names))],
+    )
+    listed: list[list[ArchivedObject]] = client.gather(futures)
+    return listed
+
+
+def _groups(objs: Sequence[ArchivedObject], most: int, most_bytes: int) -> Iterator[list[ArchivedObject]]:
+    group: list[ArchivedObject] = []
+    size = 0
+    for obj in objs:
+        if group and (len(group) >= most or size + obj.size > most_bytes):
+            yield group
+            group, size = [], 0
+        group.append(obj)
+        size += obj.size
+    if group:
+        yield group
+
+
+def _runs(objs: Sequence[ArchivedObject]) -> Iterator[list[ArchivedObject]]:
+    """Runs of objects (oldest first) whose windows overlap: every event of a run precedes the next run's."""
+    run: list[ArchivedObject] = []
+    reach = datetime.min.replace(tzinfo=UTC)
+    for obj in sorted(objs, key=lambda o: (o.start, o.end, o.key)):
+        if run and obj.start >= reach:
+            yield run
+            run = []
+        reach = max(reach, obj.end + _SECOND) if run else obj.end + _SECOND
+        run.append(obj)
+    if run:
+        yield run
+
+
+def _partitions(objs: Sequence[ArchivedObject], most_bytes: int) -> Iterator[tuple[ArchivedObject, ...]]:
+    """Whole runs packed in time order up to ``most_bytes`` (a run larger than that is one partition)."""
+    part: list[ArchivedObject] = []
+    size = 0
+    for run in _runs(objs):
+        run_size = sum(o.size for o in run)
+        if part and size + run_size > most_bytes:
+            yield tuple(part)
+            part, size = [], 0
+        part.extend(run)
+        size += run_size
+    if part:
+        yield tuple(part)
+
+
+def _outcome(future: Any, group: list[ArchivedObject]) -> VerifyReport:
+    """The group's report, or one problem per object when its task failed, was lost or cancelled."""
+    try:
+        report: VerifyReport = future.result()
+    except Exception as exc:  # noqa: BLE001 - whatever the task met is a finding about its objects
+        message = f"cannot be checked: its Dask task failed ({type(exc).__name__}: {exc})"
+        return VerifyReport(objects=len(group), events=0, problems=tuple(Problem(o.key, message) for o in group))
+    return report
+
+
+# ---------------------------------------------------------------------------
+# Tasks (on the workers)
+
+
+def _list_tenant(
+    tenant: str,
+    *,
+    archive: Archive,
+    start: datetime | None,
+    end: datetime | None,
+    shard: tuple[int, int] | None,
+) -> list[ArchivedObject]:
+    from ._engine.shard import shard_of  # noqa: PLC0415
+
+    found = archive.objects(tenant, start, end)
+    return found if shard is None else [o for o in found if shard_of(o.key, shard[1]) == shard[0]]
+
+
+def _verify_group(group: list[ArchivedObject], *, archive: Archive) -> VerifyReport:
+    reports = []
+    for obj in group:
+        try:
+            reports.append(archive.verify_object(obj))
+        except Exception as exc:  # noqa: BLE001 - one object's failure is its finding, not the group's
+            message = f"cannot be checked: {type(exc).__name__}: {exc}"
+            reports.append(VerifyReport(objects=1, events=0, problems=(Problem(obj.key, message),)))
+    return VerifyReport.combine(reports)
+
+
+class _ReadPartition:
+    """Reads one partition: its objects' events in the window, each id once, sorted, as pandas."""
+
+    def __init__(self, archive: Archive, tenant: str, start: datetime | None, end: datetime | None) -> None:
+        self.archive, self.tenant, self.start, self.end = archive, tenant, start, end
+
+    def __call__(self, part: tuple[ArchivedObject, ...]) -> pd.DataFrame:
+        tables = [self.archive.read_object(o, self.start, self.end) for o in part]
+        table = pa.concat_tables(tables) if tables else self._empty()
+        return _format.unique_sorted(table).to_pandas()
+
+    def meta(self) -> pd.DataFrame:
+        return self._empty().to_pandas()
+
+    def _empty(self) -> pa.Table:
+        schema = _format.SCHEMA.append(pa.field("tenant_id", pa.string(), nullable=False))
+        return schema.empty_table()
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        return (type(self).__name__, self.archive.description(), self.tenant, self.start, self.end)

@@ -1,0 +1,142 @@
+"""coldtier.dask on a real two-process LocalCluster: verify and read equal the archive's own, locally and on S3.
+
+The workers are separate processes: the archive reaches them pickled (URL
+and non-secret options) and they take S3 credentials from their environment,
+set for the cluster here; the test process passes them as options.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import distributed
+import pyarrow as pa
+import pytest
+
+import coldtier
+import coldtier.dask
+from coldtier import VerifyReport
+from coldtier.testing import make_events, window_of
+from tests._moto import CREDENTIALS, BotoBackdoor, archive_url
+from tests.test_scrub import START, every_object, fill, flip_a_byte
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    env = {"AWS_ACCESS_KEY_ID": CREDENTIALS["key"], "AWS_SECRET_ACCESS_KEY": CREDENTIALS["secret"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the cluster's own start-up chatter (ports, dashboards)
+        cluster = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None, env=env
+        )
+        dask_client = distributed.Client(cluster)
+    try:
+        yield dask_client
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dask_client.close()
+            cluster.close()
+
+
+def _damage(archive: coldtier.Archive, write: Any) -> tuple[str, str]:
+    """One object flipped in place and one replaced by garbage; their keys."""
+    objs = every_object(archive)
+    rotten, garbage = objs[2].key, objs[11].key
+    write(rotten, None)
+    write(garbage, b"not parquet at all")
+    return rotten, garbage
+
+
+def test_verify_on_the_cluster_equals_verify_locally(tmp_path: Path, client: Any) -> None:
+    archive = coldtier.open_archive(str(tmp_path))
+    total = fill(archive)
+
+    def write(key: str, data: bytes | None) -> None:
+        if data is None:
+            flip_a_byte(tmp_path / key)
+        else:
+            (tmp_path / key).write_bytes(data)
+
+    rotten, garbage = _damage(archive, write)
+    here = archive.verify()
+    there = coldtier.dask.verify(str(tmp_path), client, group_objects=3)
+    assert there.objects == total
+    assert sorted(there.problems, key=str) == sorted(here.problems, key=str)
+    assert (there.events, there.objects) == (here.events, here.objects)
+    assert sorted({p.key for p in there.problems}) == sorted({rotten, garbage})
+    assert [p.key for p in there.problems].count(garbage) == 1  # each found once
+    assert coldtier.dask.verify(str(tmp_path), client, tenant="globex") == archive.verify("globex")
+    shards = [coldtier.dask.objects(str(tmp_path), client=client, shard=(i, 4)) for i in range(1, 5)]
+    assert sorted(o.key for shard in shards for o in shard) == sorted(o.key for o in every_object(archive))
+
+
+def test_verify_on_the_cluster_on_s3(moto_url: str, fresh_bucket: str, s3_client: Any, client: Any) -> None:
+    url = archive_url("s3", fresh_bucket, "cold", moto_url)
+    archive = coldtier.open_archive(url, **CREDENTIALS)
+    total = fill(archive, hours=4)
+    backdoor = BotoBackdoor(s3_client, fresh_bucket, "cold")
+    victim = every_object(archive)[5].key
+    data = bytearray(backdoor.get(victim))
+    data[len(data) // 3] ^= 0xFF
+    backdoor.put(victim, bytes(data))  # an overwrite behind coldtier's back: its stored sha256 is stale now
+    here = archive.verify()
+    there = coldtier.dask.verify(url, client, **CREDENTIALS)  # workers: credentials from their environment
+    assert there == VerifyReport.combine([there])
+    assert (there.objects, there.events) == (here.objects, here.events) == (total, 5 * (total - 1))
+    assert sorted(map(str, there.problems)) == sorted(map(str, here.problems))
+    assert {p.key for p in there.problems} == {victim}
+
+
+def test_read_on_the_cluster_equals_read_with_duplicates_across_objects(tmp_path: Path, client: Any) -> None:
+    archive = coldtier.open_archive(str(tmp_path))
+    events = make_events("acme", 300, start=START, step=timedelta(minutes=1))
+    for first in range(0, 300, 50):  # 6 batches of 50 ...
+        batch = events[first : first + 50]
+        archive.archive("acme", *window_of(batch), batch)
+    overlap = events[40:70]  # ... and one overlapping two of them, all its events already stored
+    archive.archive("acme", *window_of(overlap), overlap)
+    late = make_events("acme", 10, start=START + timedelta(days=3), seed=9)
+    archive.archive("acme", *window_of(late), late)
+    lo, hi = START + timedelta(minutes=20), START + timedelta(days=4)
+    frame = coldtier.dask.read(str(tmp_path), "acme", lo, hi, partition_bytes=1)
+    assert frame.npartitions == 6  # the two overlapped batches and the overlap share one partition
+    got = pa.Table.from_pandas(frame.compute(), preserve_index=False)
+    want = archive.read("acme", lo, hi)
+    assert got.num_rows == want.num_rows == 300 - 20 + 10
+    assert got.cast(want.schema).equals(want)
+    empty = coldtier.dask.read(str(tmp_path), "nobody").compute()
+    assert list(empty.columns) == want.column_names
+    assert len(empty) == 0
+
+
+def test_the_recipe_runs_on_the_cluster(tmp_path: Path, client: Any) -> None:
+    from tests.test_interop import run_recipe
+
+    archive = coldtier.open_archive(str(tmp_path))
+    events = make_events("acme", 120, step=timedelta(hours=6))  # March 2024 and beyond
+    for first in range(0, 120, 40):
+        archive.archive("acme", *window_of(events[first : first + 40]), events[first : first + 40])
+    done = run_recipe("dask-cluster", client=client, url=str(tmp_path))
+    assert done["report"] == archive.verify()
+    march = [e for e in events if e.timestamp.month == 3]
+    want = {kind: sum(e.event_type == kind for e in march) for kind in {e.event_type for e in march}}
+    assert done["per_type"].to_dict() == want
+
+
+def test_a_failed_task_is_a_problem_for_each_of_its_objects(tmp_path: Path, client: Any) -> None:
+    from coldtier.dask import _outcome  # the step verify takes for every task
+
+    archive = coldtier.open_archive(str(tmp_path))
+    fill(archive, ("acme",), 3)
+    group = every_object(archive)
+    failed = client.submit(divmod, 1, 0, pure=False)  # a task that fails on a worker
+    distributed.wait([failed])
+    report = _outcome(failed, group)
+    assert (report.objects, report.events) == (3, 0)
+    assert [p.key for p in report.problems] == [o.key for o in group]
+    assert all("its Dask task failed (ZeroDivisionError" in p.message for p in report.problems)
