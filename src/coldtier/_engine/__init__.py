@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from .. import _validate
+from .. import _observe, _validate
 from .._archive import Archive, EventsInput
 from .._options import ENGINE_OPTIONS, parse_url
 from .._types import ArchivedObject, Event, Receipt, VerifyReport
@@ -61,6 +61,7 @@ class StoreArchive(Archive):
 
     # -- writing ---------------------------------------------------------------
 
+    @_observe.operation("archive")
     def archive(self, tenant_id: str, start: datetime, end: datetime, events: EventsInput) -> Receipt:
         tenant = _validate.validate_tenant(tenant_id)
         win = _validate.window(start, end)
@@ -78,6 +79,7 @@ class StoreArchive(Archive):
         lo, hi = _validate.optional_window(start, end)
         return self._reader.objects(tenant, lo, hi)
 
+    @_observe.operation("read")
     def read(
         self,
         tenant_id: str,
@@ -115,6 +117,7 @@ class StoreArchive(Archive):
         lo, hi = _validate.optional_window(start, end)
         return self._reader.events(tenant, lo, hi, progress)
 
+    @_observe.operation("read")
     def read_object(
         self, obj: ArchivedObject, start: datetime | None = None, end: datetime | None = None
     ) -> pa.Table:
@@ -124,13 +127,16 @@ class StoreArchive(Archive):
 
     # -- checking --------------------------------------------------------------
 
+    @_observe.operation("verify")
     def verify(self, tenant_id: str | None = None, *, progress: Progress | None = None) -> VerifyReport:
         tenants = self._reader.tenants() if tenant_id is None else [_validate.validate_tenant(tenant_id)]
         return _verify.verify(self._reader, tenants, progress)
 
+    @_observe.operation("verify")
     def verify_object(self, obj: ArchivedObject) -> VerifyReport:
         return _verify.verify_object(self._reader, obj)
 
+    @_observe.operation("probe")
     def probe(self) -> None:
         _probe.probe(self._store)
 
