@@ -98,6 +98,12 @@ def test_memory_counts_every_call_by_operation_and_outcome(metrics: Metrics, rec
         archive.archive("no/slash", start, end, events)
     empty = archive.archive("acme", start, end, [])
     assert archive.read("acme").num_rows == 100
+    assert len(list(archive.events("acme"))) == 100  # streamed: counted when the stream ends
+    assert sum(t.num_rows for t in archive.read_tables("acme")) == 100
+    with pytest.raises(InvalidRequest):
+        archive.events("no/slash")  # checked at the call
+    with pytest.raises(InvalidRequest):
+        next(archive.read_tables("no/slash"))  # checked at the first table
     assert archive.verify().ok
     archive.probe()
 
@@ -105,7 +111,8 @@ def test_memory_counts_every_call_by_operation_and_outcome(metrics: Metrics, rec
     calls = {
         at(operation="archive", backend="memory", outcome="ok"): 3,
         at(operation="archive", backend="memory", outcome="invalid"): 2,
-        at(operation="read", backend="memory", outcome="ok"): 1,
+        at(operation="read", backend="memory", outcome="ok"): 3,
+        at(operation="read", backend="memory", outcome="invalid"): 2,
         at(operation="verify", backend="memory", outcome="ok"): 1,
         at(operation="probe", backend="memory", outcome="ok"): 1,
     }
@@ -113,7 +120,7 @@ def test_memory_counts_every_call_by_operation_and_outcome(metrics: Metrics, rec
     assert points["coldtier.call.duration"] == calls
     assert points["coldtier.events"] == {
         at(operation="archive", backend="memory"): 200,
-        at(operation="read", backend="memory"): 100,
+        at(operation="read", backend="memory"): 300,
         at(operation="verify", backend="memory"): 100,
     }
     assert points["coldtier.bytes"] == {at(operation="archive", backend="memory"): first.bytes + again.bytes}
@@ -147,10 +154,13 @@ def test_memory_counts_every_call_by_operation_and_outcome(metrics: Metrics, rec
     assert [(r.operation, r.outcome, r.error, r.tenant) for r in warnings] == [
         ("archive", "invalid", "InvalidRequest", "acme"),
         ("archive", "invalid", "InvalidRequest", "no/slash"),
+        ("read", "invalid", "InvalidRequest", "no/slash"),
+        ("read", "invalid", "InvalidRequest", "no/slash"),
     ]
     assert "after end" in warnings[0].reason and "after end" in warnings[0].getMessage()
     assert not [r for r in got if r.levelno >= logging.ERROR]
-    assert sorted(r.operation for r in got if r.levelno == logging.DEBUG) == ["probe", "read", "verify"]
+    debug = sorted((r.operation, r.events) for r in got if r.levelno == logging.DEBUG)
+    assert debug == [("probe", 0), ("read", 100), ("read", 100), ("read", 100), ("verify", 100)]
 
 
 def test_archived_through_names_tenants_only_when_enabled(metrics: Metrics, records: Any) -> None:

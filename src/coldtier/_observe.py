@@ -68,7 +68,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "answered",
-    "configure", "failed_request", "new_objects", "operation", "refused", "retried", "stored"]
+    "configure",
+    "failed_request",
+    "new_objects",
+    "operation",
+    "refused",
+    "retried",
+    "stored",
+    "streamed",
+]
 
 LOG = logging.getLogger("coldtier.calls")
 # A library's records reach only the handlers its user configures: without one,
@@ -253,6 +261,52 @@ def operation(
     return wrap
 
 
+T = TypeVar("T")
+
+
+def streamed(
+    name: str,
+) -> Callable[[Callable[Concatenate[S, P], Iterator[T]]], Callable[Concatenate[S, P], Iterator[T]]]:
+    """:func:`operation` for a method returning an iterator: measured when the iterator ends.
+
+    A failure while iterating counts as the call's failure; a consumer that
+    stops early ends a successful call with the events it took.
+    """
+
+    def wrap(method: Callable[Concatenate[S, P], Iterator[T]]) -> Callable[Concatenate[S, P], Iterator[T]]:
+        @functools.wraps(method)
+        def call(self: S, /, *args: P.args, **kwargs: P.kwargs) -> Iterator[T]:
+            began = time.perf_counter()
+            try:
+                items = method(self, *args, **kwargs)  # an eager method checks its arguments here
+            except BaseException as exc:
+                _failed(name, self, exc, args=args, kwargs=kwargs, seconds=time.perf_counter() - began)
+                raise
+            return _measured(name, self, items, args=args, kwargs=kwargs, began=began)
+
+        return call
+
+    return wrap
+
+
+def _measured(
+    name: str, archive: Any, items: Iterator[T], *, args: tuple[Any, ...], kwargs: dict[str, Any], began: float
+) -> Iterator[T]:
+    events = 0
+    try:
+        for item in items:
+            rows = getattr(item, "num_rows", None)  # a table of events, or one Event
+            events += rows if isinstance(rows, int) else 1
+            yield item
+    except GeneratorExit:
+        pass
+    except BaseException as exc:
+        _failed(name, archive, exc, args=args, kwargs=kwargs, seconds=time.perf_counter() - began)
+        raise
+    seconds = time.perf_counter() - began
+    _succeeded(name, archive, events, args=args, kwargs=kwargs, seconds=seconds, new=0)
+
+
 def new_objects(count: int) -> None:
     """The engine's receipt for the current call: ``count`` objects were newly created."""
     tally = _TALLY.get()
@@ -315,7 +369,8 @@ def _succeeded(
         fields.update(objects=len(result.keys), bytes=result.bytes, new_objects=new)
         message = (
             f"archived {result.events} events of {tenant} [{fields.get('window_start')}, "
-            f"{fields.get('window_end')}] in {len(result.keys)} objects ({new} new, {result.bytes} bytes) "
+            f"{fields.get('window_end')}] in {len(result.keys)} object{'' if len(result.keys) == 1 else 's'} "
+            f"({new} new, {result.bytes} bytes) "
             f"in {seconds:.3f} s"
         )
     elif isinstance(result, VerifyReport):
@@ -377,6 +432,8 @@ def _tenant_fields(tenant: Any, start: Any, end: Any) -> dict[str, Any]:
 
 
 def _events(result: Any) -> int:
+    if isinstance(result, int):  # counted by _measured
+        return result
     if isinstance(result, Receipt | VerifyReport):
         return result.events
     num_rows = getattr(result, "num_rows", None)  # a pyarrow.Table

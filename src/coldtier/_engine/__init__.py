@@ -92,6 +92,7 @@ class StoreArchive(Archive):
         lo, hi = _validate.optional_window(start, end)
         return self._reader.read(tenant, lo, hi, progress)
 
+    @_observe.streamed("read")
     def read_tables(
         self,
         tenant_id: str,
@@ -105,6 +106,7 @@ class StoreArchive(Archive):
         for _, table in self._reader.runs(tenant, lo, hi, progress):
             yield with_tenant(table, tenant)
 
+    @_observe.streamed("read")
     def events(
         self,
         tenant_id: str,
