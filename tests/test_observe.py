@@ -4,7 +4,8 @@ Each test gives coldtier a MeterProvider of its own with an
 ``InMemoryMetricReader`` (``coldtier.observe.configure``; the global provider
 can be set only once per process) and compares every data point the reader
 holds with the calls made — on memory, a local directory and S3 (moto, with
-503s, a lost answer and 409s injected by the fault proxy).  The Prometheus
+503s, a lost answer and 409s injected by the fault proxy) and GCS
+(fake-gcs-server: the upload loop's retries).  The Prometheus
 recipe of docs/recipes.md is scraped once over HTTP.
 """
 
@@ -432,3 +433,33 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
             kept = {k: v for k, v in labels.items() if not k.startswith("otel_scope_")}
             out[match[1], at(**kept)] = float(match[3])
     return out
+
+
+# -- GCS on fake-gcs-server: the upload loop's retries ------------------------------
+
+_UPLOAD = r"^/upload/storage/v1/b/[^/]+/o\?"
+
+
+@pytest.mark.parametrize("fault", ["503 twice", "lost answer"])
+def test_gcs_upload_retries(fault: str, metrics: Metrics, fake_gcs: Any, gcs_bucket: str) -> None:
+    events = make_events("acme", 20)
+    with FaultProxy(fake_gcs.url) as proxy:
+        archive = coldtier.open_archive(f"gs://{gcs_bucket}/p", endpoint_url=proxy.url)
+        if fault == "503 twice":
+            proxy.add(Rule(action="status", method="POST", path=_UPLOAD, status=503, times=2))
+        else:
+            proxy.add(Rule(action="drop", method="POST", path=_UPLOAD, times=1))
+        archive.archive("acme", *window_of(events), events)
+        uploads = [r.status for r in proxy.requests("POST") if r.target.startswith("/upload/")]
+    points = metrics.points()
+    assert points["coldtier.calls"] == {at(operation="archive", backend="gs", outcome="ok"): 1}
+    if fault == "503 twice":
+        assert uploads == [503, 503, 200]
+        assert points["coldtier.retries"] == {at(backend="gs", reason="transient"): 2}
+        assert points["coldtier.objects"] == {at(backend="gs", state="created"): 1}
+        assert "coldtier.refusals" not in points
+    else:
+        assert uploads == [200, 412]  # stored, answer lost; coldtier's loop resends, refused, confirmed
+        assert points["coldtier.retries"] == {at(backend="gs", reason="transient"): 1}
+        assert points["coldtier.objects"] == {at(backend="gs", state="confirmed"): 1}
+        assert points["coldtier.refusals"] == {at(backend="gs", reason="exists"): 1}

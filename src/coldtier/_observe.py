@@ -27,6 +27,11 @@ installed every metric is skipped by one ``is None`` test.
 * ``coldtier.archived_through`` (gauge, Unix seconds): the end of the latest
   window archived successfully, by ``backend`` and ``tenant``.
 
+Operations are ``archive``, ``read`` (``read``, ``events``, ``read_tables``,
+``read_object``), ``verify`` (``verify``, ``verify_object``) and ``probe``;
+``repack`` and ``expire`` are reserved for the lifecycle operations (§10).
+A ``verify`` that finds problems counts with outcome ``integrity``.
+
 Attribute values come from closed sets (operations, URL schemes, outcomes,
 :class:`~coldtier.store.Fault`), so cardinality is bounded; tenant ids appear
 only on ``coldtier.archived_through``, and only when enabled
@@ -326,6 +331,20 @@ def _args(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any
     return values[0], values[1], values[2]
 
 
+def _never_raises(fn: Callable[P, None]) -> Callable[P, None]:
+    """Observing a call must never fail it (its objects may be stored already)."""
+
+    @functools.wraps(fn)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception:
+            LOG.debug("observing a call failed", exc_info=True)
+
+    return guarded
+
+
+@_never_raises
 def _succeeded(
     name: str,
     archive: Any,
@@ -381,6 +400,7 @@ def _succeeded(
     LOG.log(level, message, extra=fields)
 
 
+@_never_raises
 def _failed(
     name: str,
     archive: Any,
