@@ -3,10 +3,10 @@
 Each test gives coldtier a MeterProvider of its own with an
 ``InMemoryMetricReader`` (``coldtier.observe.configure``; the global provider
 can be set only once per process) and compares every data point the reader
-holds with the calls made — on memory, a local directory and S3 (moto, with
+holds with the calls made — on memory, a local directory, S3 (moto, with
 503s, a lost answer and 409s injected by the fault proxy) and GCS
-(fake-gcs-server: the upload loop's retries).  The Prometheus
-recipe of docs/recipes.md is scraped once over HTTP.
+(fake-gcs-server: the upload loop's retries).  The Prometheus recipe of
+docs/recipes.md is scraped once over HTTP.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricR
 
 import coldtier
 import coldtier.observe
-from coldtier import ArchiveReadError, ArchiveWriteError, IntegrityError, InvalidRequest
+from coldtier import ArchiveReadError, ArchiveWriteError, IntegrityError, InvalidRequest, _observe
 from coldtier.testing import FaultProxy, Rule, make_events, window_of
 from tests._moto import CREDENTIALS, BotoBackdoor, archive_url
 from tests.test_cli import coldtier_cli
@@ -217,6 +217,20 @@ def test_without_the_api_nothing_is_recorded_and_everything_works(
     monkeypatch.undo()
     assert metrics.points() == {}
     assert [r.levelno for r in records()] == [logging.INFO, logging.DEBUG]  # logs do not need OpenTelemetry
+
+
+def test_observing_never_fails_a_call(metrics: Metrics) -> None:
+    class Unobservable:
+        @property
+        def store(self) -> Any:
+            raise RuntimeError("no store to name")
+
+        @_observe.operation("archive")
+        def archive(self) -> str:
+            return "stored"
+
+    assert Unobservable().archive() == "stored"  # its objects may be durable: no error after that
+    assert metrics.points() == {}
 
 
 # -- local --------------------------------------------------------------------------
