@@ -1,11 +1,14 @@
 """Observability (DESIGN.md §12): metrics through the OpenTelemetry API and structured log records.
 
 Everything coldtier measures is measured here; the engine calls in at the
-public method boundary (:func:`operation`, one decorator per method of
-``StoreArchive``), where an object is stored (:func:`stored`), where a
-store's failure is translated (:func:`failed_request`), and where a backend
-sees its client retry or a create refused (:func:`retried`, :func:`refused`,
-public in :mod:`coldtier.observe`).
+public method boundary (:func:`operation` and, for iterators,
+:func:`streamed`: one decorator per method of ``StoreArchive``), where a put
+is answered and its object stored (:func:`answered`, :func:`stored`, in
+``put.py``), where a call's receipt is built (:func:`new_objects`, in
+``write.py``), where a store's failure is translated (:func:`failed_request`,
+in ``faults.py``), and where a backend sees its client retry or a create
+refused (:func:`retried`, :func:`refused`, public in :mod:`coldtier.observe`).
+Observing a call never fails it.
 
 Metrics go to the meter provider given to :func:`configure`, else to
 OpenTelemetry's global one, looked up at the first call (the API's proxy
