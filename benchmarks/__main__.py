@@ -20,6 +20,7 @@ CASES = {
     "5": "case5_read_day",
     "6": "case6_bytes",
     "7": "case7_verify_scale",
+    "otel": "case_otel",
 }
 
 

@@ -116,10 +116,15 @@ def _records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return list(caplog.records)
 
 
+#: What every LogRecord has; anything else came in ``extra=`` (coldtier.calls' fields) and is searched too.
+_RECORD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
 def _record_texts(records: list[logging.LogRecord]) -> list[tuple[str, int, str]]:
     out = []
     for r in records:
         text = r.getMessage()
+        text += "".join(f" {k}={v!r}" for k, v in r.__dict__.items() if k not in _RECORD_ATTRS)
         if r.exc_info and r.exc_info[1] is not None:
             text += "".join(traceback.format_exception(r.exc_info[1]))
         out.append((r.name, r.levelno, text))
@@ -179,6 +184,12 @@ def test_credentials_never_come_back_out(
     failing(lambda: coldtier.open_archive(missing, **spec.options).verify())
     failing(lambda: coldtier.open_archive("http://127.0.0.1:1/x", **spec.options))
 
+    # coldtier's own structured records were there to search: one INFO per archived batch, and
+    # one ERROR per failed call (each with its fields in extra=).
+    calls = [r for r in _records(caplog) if r.name == "coldtier.calls"]
+    assert [r.levelno for r in calls if r.operation == "archive" and r.outcome == "ok"] == [logging.INFO]
+    assert {r.outcome for r in calls if r.levelno == logging.ERROR} >= {"write_error", "integrity", "precondition"}
+    assert all(r.archive == archive.description() or r.outcome != "ok" for r in calls)
     records = _record_texts(_records(caplog))
     own = [(n, lvl, t) for n, lvl, t in records if not n.startswith(WIRE_TRACE_LOGGERS)]
     wire = [(n, lvl, t) for n, lvl, t in records if n.startswith(WIRE_TRACE_LOGGERS)]

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from .. import _validate
+from .. import _observe, _validate
 from .._archive import Archive, EventsInput
 from .._options import ENGINE_OPTIONS, parse_url
 from .._types import ArchivedObject, Event, Receipt, VerifyReport
@@ -74,6 +74,7 @@ class StoreArchive(Archive):
 
     # -- writing ---------------------------------------------------------------
 
+    @_observe.operation("archive")
     def archive(self, tenant_id: str, start: datetime, end: datetime, events: EventsInput) -> Receipt:
         tenant = _validate.validate_tenant(tenant_id)
         win = _validate.window(start, end)
@@ -91,6 +92,7 @@ class StoreArchive(Archive):
         lo, hi = _validate.optional_window(start, end)
         return self._reader.objects(tenant, lo, hi)
 
+    @_observe.operation("read")
     def read(
         self,
         tenant_id: str,
@@ -103,6 +105,7 @@ class StoreArchive(Archive):
         lo, hi = _validate.optional_window(start, end)
         return self._reader.read(tenant, lo, hi, progress)
 
+    @_observe.streamed("read")
     def read_tables(
         self,
         tenant_id: str,
@@ -116,6 +119,7 @@ class StoreArchive(Archive):
         for _, table in self._reader.runs(tenant, lo, hi, progress):
             yield with_tenant(table, tenant)
 
+    @_observe.streamed("read")
     def events(
         self,
         tenant_id: str,
@@ -128,6 +132,7 @@ class StoreArchive(Archive):
         lo, hi = _validate.optional_window(start, end)
         return self._reader.events(tenant, lo, hi, progress)
 
+    @_observe.operation("read")
     def read_object(
         self, obj: ArchivedObject, start: datetime | None = None, end: datetime | None = None
     ) -> pa.Table:
@@ -137,6 +142,7 @@ class StoreArchive(Archive):
 
     # -- checking --------------------------------------------------------------
 
+    @_observe.operation("verify")
     def verify(
         self,
         tenant_id: str | None = None,
@@ -155,9 +161,11 @@ class StoreArchive(Archive):
         todo = plan.select(_verify.listed(self._reader, tenants))
         return plan.finish(_verify.check(self._reader, todo, progress, plan.record))
 
+    @_observe.operation("verify")
     def verify_object(self, obj: ArchivedObject) -> VerifyReport:
         return _verify.verify_object(self._reader, obj)
 
+    @_observe.operation("probe")
     def probe(self) -> None:
         _probe.probe(self._store)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from .. import _observe
 from .._errors import ArchiveNotFound, ArchiveReadError, ArchiveWriteError, ColdTierError
 from ..store import Fault, ObjectStore
 
@@ -49,6 +50,7 @@ def _translating(store: ObjectStore, action: str, *, write: bool) -> Iterator[No
         raise
     except Exception as exc:
         fault = store.classify(exc)
+        _observe.failed_request(store, fault)
         where = store.description()
         if fault is Fault.NO_LOCATION and not write:
             raise ArchiveNotFound(f"{where} does not exist (no such bucket, container or root)") from exc

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from .. import _format, _keys
+from .. import _format, _keys, _observe
 from .._errors import ArchiveWriteError, ColdTierError, IntegrityError
 from .._types import Window
 from ..store import ObjectStore
@@ -60,7 +60,9 @@ def put(store: ObjectStore, obj: Encoded) -> Stored:
     """Store ``obj`` create-only; a refused create is confirmed (see :func:`confirm`)."""
     with writing(store, f"storing {obj.key}"):
         created = store.put(obj.key, obj.data, sha256=obj.sha256, metadata={"digest": obj.digest})
+    _observe.answered(store, created)
     size = len(obj.data) if created else confirm(store, obj)
+    _observe.stored(store, created)
     return Stored(obj.key, obj.events, size, created)
 
 

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import _format, _validate
+from .. import _format, _observe, _validate
 from .._errors import ArchiveWriteError, InvalidRequest
 from .._types import Receipt, Window
 from .._validate.stream import SeenIds
@@ -329,6 +329,7 @@ def _results(futures: Iterable[Future[T]]) -> list[T]:
 
 
 def _receipt(results: list[Stored]) -> Receipt:
+    _observe.new_objects(sum(r.created for r in results))
     return Receipt(
         keys=tuple(r.key for r in results),
         events=sum(r.events for r in results),

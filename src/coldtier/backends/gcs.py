@@ -42,6 +42,7 @@ import aiohttp
 import google_crc32c  # gcsfs -> google-cloud-storage -> google-crc32c
 import orjson
 
+from ..observe import retried
 from ..store import (
     Fault,
     InvalidRequest,
@@ -207,6 +208,7 @@ class GCSStore(FsspecStore):
             except (TimeoutError, aiohttp.ClientError):
                 if delay is None:
                     raise
+            retried(self)
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Self
 
+from ..observe import refused, retried
 from ..store import (
     Fault,
     InvalidRequest,
@@ -137,7 +138,13 @@ class S3Store(FsspecStore):
             return result
 
         key = kwargs.get("Key", "")[len(self._prefix) :]
-        return self.bounded(what, key, lambda: self.run(call), nbytes=nbytes)
+        try:
+            answer = self.bounded(what, key, lambda: self.run(call), nbytes=nbytes)
+        except Exception as exc:
+            retried(self, count=_retry_attempts(exc))
+            raise
+        retried(self, count=_retry_attempts(answer))
+        return answer
 
     # -- primitives ---------------------------------------------------------------
 
@@ -170,9 +177,12 @@ class S3Store(FsspecStore):
                 fault = self.classify(exc)
                 if fault is Fault.EXISTS:
                     return False
+                if fault is Fault.CONFLICT:
+                    refused(self, "conflict")
                 if fault is not Fault.CONFLICT or delay is None:
                     raise
             # A concurrent conditional write of this key is in flight: let it settle.
+            retried(self, "conflict")
             time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -268,3 +278,15 @@ class R2Store(S3Store):
             "client_kwargs": {"region_name": "auto"},
             "fixed_upload_size": True,
         }
+
+
+def _retry_attempts(answer: object) -> int:
+    """How many times botocore retried the request that gave ``answer`` (a response or its error)."""
+    for err in causes(answer) if isinstance(answer, BaseException) else ():
+        response = getattr(err, "response", None)
+        if isinstance(response, dict):
+            answer = response
+            break
+    meta = answer.get("ResponseMetadata", {}) if isinstance(answer, dict) else {}
+    attempts = meta.get("RetryAttempts", 0)
+    return attempts if isinstance(attempts, int) else 0

@@ -86,6 +86,10 @@ class _Logging:
 _TEXT = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+#: What every LogRecord has; anything else on a record came in ``extra=`` (coldtier's fields).
+_RECORD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -94,6 +98,9 @@ class _JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        for name, value in record.__dict__.items():
+            if name not in _RECORD_ATTRS and name not in line and not name.startswith("_"):
+                line[name] = value if isinstance(value, str | int | float | bool | None) else repr(value)
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(line).decode()
