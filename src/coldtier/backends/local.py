@@ -55,6 +55,16 @@ _KINDS = {
 class UnsafeEntry(OSError):
     """Something under the archive root is not what the archive put there (a symlink, FIFO, ...)."""
 
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def _refusal(found: str, key: str, expected: str) -> str:
+    return (
+        f"refused {found} at {key}, expected {expected} "
+        "(no link or special file under an archive root is followed or opened)"
+    )
+
 
 def _kind(mode: int) -> str:
     return _KINDS.get(stat_mode.S_IFMT(mode), "a special file")
@@ -137,11 +147,7 @@ class LocalStore(FsspecStore):
             found = _kind(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
         except OSError:
             found = "not usable"
-        return UnsafeEntry(
-            errno.EPERM,
-            f"refusing {key} in {self._description}: it is {found}, expected {expected} "
-            "(coldtier never follows links or opens special files under an archive root)",
-        )
+        return UnsafeEntry(errno.EPERM, _refusal(found, key, expected))
 
     @contextlib.contextmanager
     def _open_object(self, key: str) -> Iterator[tuple[int, os.stat_result]]:
@@ -156,11 +162,7 @@ class LocalStore(FsspecStore):
             try:
                 info = os.fstat(fd)
                 if not stat_mode.S_ISREG(info.st_mode):
-                    raise UnsafeEntry(
-                        errno.EPERM,
-                        f"refusing {key} in {self._description}: it is {_kind(info.st_mode)}, "
-                        "expected a regular file",
-                    )
+                    raise UnsafeEntry(errno.EPERM, _refusal(_kind(info.st_mode), key, "a regular file"))
                 yield fd, info
             finally:
                 os.close(fd)
@@ -223,9 +225,7 @@ class LocalStore(FsspecStore):
                         info = item.stat(follow_symlinks=False)
                         if stat_mode.S_ISLNK(info.st_mode):
                             raise UnsafeEntry(
-                                errno.EPERM,
-                                f"refusing {key} in {self._description}: it is a symbolic link "
-                                "(coldtier never follows links under an archive root)",
+                                errno.EPERM, _refusal("a symbolic link", key, "a directory or an object")
                             )
                         is_dir = stat_mode.S_ISDIR(info.st_mode)
                         entries.append(Entry(key, 0 if is_dir else info.st_size, is_dir))
