@@ -25,7 +25,8 @@ fake-gcs-server) and, per matching request, can:
 * ``hook``: called (in the proxy's thread, before the rule acts) each time
   the rule matches, e.g. to delete the object a GET is about to fetch.
 
-Rules match on method and a regex searched in the request target, apply
+Rules match on method and a regex searched in the request target (and,
+with ``probability`` below 1, on a random share of those requests), apply
 ``times`` times (``None``: forever), first match wins.  Every request is
 logged in :attr:`FaultProxy.log`.  Usage::
 
@@ -38,6 +39,7 @@ logged in :attr:`FaultProxy.log`.  Usage::
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import socket
 import struct
@@ -65,6 +67,7 @@ class Rule:
     keep: float = 0.5  # fraction of the response body truncate sends
     relength: bool = False  # truncate: declare the cut length and keep the connection
     hook: Callable[[], object] | None = None
+    probability: float = 1.0  # the share of matching requests the rule takes (drawn per request)
     applied: int = 0
 
     def matches(self, method: str, target: str) -> bool:
@@ -72,7 +75,9 @@ class Rule:
             return False
         if self.method is not None and self.method != method:
             return False
-        return self.path is None or re.search(self.path, target) is not None
+        if self.path is not None and re.search(self.path, target) is None:
+            return False
+        return self.probability >= 1 or random.random() < self.probability
 
 
 @dataclass
