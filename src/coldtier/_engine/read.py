@@ -86,7 +86,8 @@ class Reader:
         for listing in self.map(self.ls, months):
             for entry in listing:
                 info = _keys.parse_key(entry.name)
-                if info is None or info.tenant_id != tenant or entry.is_dir:
+                # A "directory" named like an object is kept: reading it fails loudly, verify reports it.
+                if info is None or info.tenant_id != tenant:
                     continue
                 if (hi is not None and info.start > hi) or (lo is not None and info.end + _SECOND < lo):
                     continue

@@ -13,10 +13,20 @@ fake-gcs-server) and, per matching request, can:
                client goes away before the body is through (a killed
                process), the upstream connection is reset mid-body, as a
                real upload of a larger object would be cut;
-* modifiers on forwarded requests: ``strip_header`` (e.g. ``If-None-Match``)
-  and ``strip_query`` (e.g. ``ifGenerationMatch``).
+* ``truncate`` forward, then send the response's head and only the first
+               ``keep`` fraction of its body and reset the connection (a
+               response cut mid-body: a GET, a listing page); with
+               ``relength=True`` the ``Content-Length`` is that of the cut
+               body and the connection is kept (a middlebox or server that
+               hands out a short body as if it were whole);
+* modifiers on forwarded requests: ``strip_header`` (e.g. ``If-None-Match``),
+  ``strip_query`` (e.g. ``ifGenerationMatch``) and ``set_query`` (add or
+  replace parameters, e.g. ``{"max-keys": "3"}`` to page a listing);
+* ``hook``: called (in the proxy's thread, before the rule acts) each time
+  the rule matches, e.g. to delete the object a GET is about to fetch.
 
-Rules match on method and a regex searched in the request target, apply
+Rules match on method and a regex searched in the request target (and,
+with ``probability`` below 1, on a random share of those requests), apply
 ``times`` times (``None``: forever), first match wins.  Every request is
 logged in :attr:`FaultProxy.log`.  Usage::
 
@@ -29,10 +39,12 @@ logged in :attr:`FaultProxy.log`.  Usage::
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -41,7 +53,7 @@ __all__ = ["FaultProxy", "Logged", "Rule"]
 
 @dataclass
 class Rule:
-    action: str  # drop | status | reset | delay | throttle | pass
+    action: str  # drop | status | reset | delay | throttle | truncate | pass
     method: str | None = None
     path: str | None = None  # regex searched in the request target (path + query)
     times: int | None = 1  # None: forever
@@ -51,6 +63,11 @@ class Rule:
     rate: int = 0  # bytes per second for throttle
     strip_header: str | None = None
     strip_query: str | None = None
+    set_query: dict[str, str] | None = None
+    keep: float = 0.5  # fraction of the response body truncate sends
+    relength: bool = False  # truncate: declare the cut length and keep the connection
+    hook: Callable[[], object] | None = None
+    probability: float = 1.0  # the share of matching requests the rule takes (drawn per request)
     applied: int = 0
 
     def matches(self, method: str, target: str) -> bool:
@@ -58,7 +75,9 @@ class Rule:
             return False
         if self.method is not None and self.method != method:
             return False
-        return self.path is None or re.search(self.path, target) is not None
+        if self.path is not None and re.search(self.path, target) is None:
+            return False
+        return self.probability >= 1 or random.random() < self.probability
 
 
 @dataclass
@@ -208,14 +227,16 @@ class FaultProxy:
             )
             await writer.drain()
             return True
+        if rule is not None and rule.hook is not None:
+            rule.hook()
         if rule is not None and rule.action == "delay":
             await asyncio.sleep(rule.delay)
 
-        if rule is not None and rule.strip_query:
+        if rule is not None and (rule.strip_query or rule.set_query):
             parts = urlsplit(target)
-            query = [
-                (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != rule.strip_query
-            ]
+            replaced = set(rule.set_query or {}) | {rule.strip_query}
+            query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in replaced]
+            query += list((rule.set_query or {}).items())
             target = parts.path + (f"?{urlencode(query)}" if query else "")
         drop = {"connection", "keep-alive", "proxy-connection", "expect"}
         if rule is not None and rule.strip_header:
@@ -265,11 +286,17 @@ class FaultProxy:
         ]
         no_body = method == "HEAD" or entry.status in (204, 304)
         declared = next((v.strip() for k, v in resp_headers if k.strip().lower() == "content-length"), None)
-        kept.append(f"Content-Length: {declared if no_body and declared is not None else len(resp_body)}")
+        cut = rule is not None and rule.action == "truncate" and not no_body
+        sent = resp_body[: int(len(resp_body) * rule.keep)] if cut and rule is not None else resp_body
+        length = len(sent) if cut and rule is not None and rule.relength else len(resp_body)
+        kept.append(f"Content-Length: {declared if no_body and declared is not None else length}")
         writer.write(("\r\n".join([resp_lines[0], *kept]) + "\r\n\r\n").encode("latin-1"))
         if not no_body:
-            writer.write(resp_body)
+            writer.write(sent)
         await writer.drain()
+        if cut and rule is not None and not rule.relength:
+            _abort(writer)
+            return False
         return lower.get("connection", "").lower() != "close"
 
 

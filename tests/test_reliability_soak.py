@@ -1,0 +1,342 @@
+"""Load held, not a burst: writers and readers on one archive for a bounded time (marker ``soak``).
+
+On local and on S3 (moto), for ``COLDTIER_SOAK_SECONDS`` (default 12 s) each:
+
+* 8 writer threads in this process and 4 writer processes (``tests/soak_writer.py``)
+  archive small batches of 12 tenants, each call a window of its own (one in
+  ten repeats an earlier batch: ``created=False``, same keys); every few
+  seconds one writer process is SIGKILLed and replaced;
+* 2 reader threads meanwhile ``read``/``events`` the window of a random
+  acknowledged call (exactly its events) and ``verify`` a random tenant;
+* on S3 every request goes through the fault proxy, which answers a share
+  of them with 503, drops the response to some PUTs after they landed,
+  cuts some uploads and some GET bodies mid-way (moto and the proxy run in
+  a process of their own, ``tests/soak_server.py``, so this process's
+  threads do not starve them).
+
+At the end, read directly: every acknowledged event is there exactly once, no
+object under a final key is partial, ``verify`` is clean; this process's open
+file descriptors, threads and RSS are back within :data:`FD_SLACK`,
+:data:`THREAD_SLACK` and :data:`RSS_SLACK_MIB` of the level after warm-up
+(threads not counting the at most :data:`LOOP_POOL` of fsspec's IO loop
+executor, which asyncio keeps once made).
+Calls/s, events/s, p50/p99 latency and errors by kind go to RELIABILITY.md.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from fsspec.implementations.local import LocalFileSystem
+
+import coldtier
+from coldtier.testing import FsspecBackdoor
+from coldtier.testing._data import make_table
+from tests import soak_writer
+from tests._moto import CREDENTIALS, BotoBackdoor, archive_url
+from tests._reliability import check_store, tally, timed
+
+pytestmark = pytest.mark.soak
+
+ROOT = Path(__file__).resolve().parents[1]
+SECONDS = float(os.environ.get("COLDTIER_SOAK_SECONDS", "12"))
+THREADS, PROCESSES, READERS = 8, 4, 2
+KILL_EVERY = 6.0  # seconds between SIGKILLs of a writer process
+FD_SLACK, THREAD_SLACK, RSS_SLACK_MIB = 8, 2, 200
+WARM = 50  # the writer id of the warm-up call
+AREA = "soak: writers and readers held under faults"
+
+
+@dataclass
+class Soak:
+    backend: str
+    url: str  # what the writers and readers use (through the proxy on S3)
+    direct_url: str
+    options: dict[str, Any]
+    backdoor: Any
+    server: subprocess.Popen[str] | None = None  # moto and the fault proxy (S3)
+    faults: int = 0
+    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    errors: Counter[str] = field(default_factory=Counter)
+    acks: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def note(self, kind: str, seconds: float, error: str | None = None) -> None:
+        with self.lock:
+            self.latencies[kind].append(seconds)
+            if error:
+                self.errors[f"{kind}: {error}"] += 1
+
+
+@pytest.fixture
+def local_soak(tmp_path: Path) -> Iterator[Soak]:
+    root = tmp_path / "archive"
+    root.mkdir()
+    yield Soak("local", str(root), str(root), {}, FsspecBackdoor(LocalFileSystem(), root.as_posix()))
+
+
+@pytest.fixture
+def s3_soak() -> Iterator[Soak]:
+    """moto and the fault proxy in a process of their own (``tests/soak_server.py``)."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.soak_server"],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None and server.stdin is not None
+        line = server.stdout.readline().split()
+        assert line and line[0] == "ready", server.communicate(timeout=30)
+        moto_url, proxy_url = line[1:3]
+        client = boto3.client(
+            "s3",
+            endpoint_url=moto_url,
+            region_name="us-east-1",
+            aws_access_key_id=CREDENTIALS["key"],
+            aws_secret_access_key=CREDENTIALS["secret"],
+        )
+        bucket = f"soak-{uuid.uuid4().hex[:12]}"
+        client.create_bucket(Bucket=bucket)
+        soak = Soak(
+            "s3",
+            archive_url("s3", bucket, "soak", proxy_url),
+            archive_url("s3", bucket, "soak", moto_url),
+            dict(CREDENTIALS),
+            BotoBackdoor(client, bucket, "soak"),
+            server=server,
+        )
+        yield soak
+        client.close()
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.communicate(timeout=30)
+
+
+@pytest.fixture(params=["local", "s3"])
+def soak(request: pytest.FixtureRequest) -> Soak:
+    fixture: Soak = request.getfixturevalue(f"{request.param}_soak")
+    return fixture
+
+
+def _stop_server(soak: Soak) -> None:
+    """End the S3 server process; keep the number of requests its fault rules acted on."""
+    if soak.server is None:
+        return
+    out, _ = soak.server.communicate(timeout=60)
+    soak.faults = sum(int(line.split()[1]) for line in out.splitlines() if line.startswith("faults "))
+    soak.server = None
+
+
+#: asyncio's default executor of fsspec's IO loop (DNS lookups) keeps up to this many threads: a pool, not a leak.
+LOOP_POOL = min(32, (os.cpu_count() or 1) + 4)
+
+
+def _resources() -> tuple[int, int, float]:
+    """Open fds, threads (not counting the IO loop's executor pool) and RSS in MiB."""
+    gc.collect()
+    fds = len(os.listdir("/proc/self/fd"))
+    with open("/proc/self/statm") as f:
+        rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    threads = sum(1 for t in threading.enumerate() if not t.name.startswith("asyncio_"))
+    return fds, threads, rss
+
+
+def _ids(writer: int, call: int) -> tuple[str, list[str]]:
+    tenant, start_us, seed = soak_writer.batch(writer, call)
+    return tenant, make_table(soak_writer.EVENTS, start_us=start_us, seed=seed).column("event_id").to_pylist()
+
+
+def _window(writer: int, call: int) -> tuple[datetime, datetime]:
+    _, start_us, _ = soak_writer.batch(writer, call)
+    start = datetime.fromtimestamp(start_us / 1e6, UTC)
+    return start, datetime.fromtimestamp((start_us + (soak_writer.EVENTS - 1) * 1_000) / 1e6, UTC)
+
+
+def _writer_thread(soak: Soak, archive: coldtier.Archive, writer: int, stop: threading.Event) -> None:
+    rng, call = random.Random(writer), 0
+    while not stop.is_set():
+        number = rng.randrange(call) if call and rng.random() < 0.1 else call
+        began = time.monotonic()
+        try:
+            ack = soak_writer.archive_one(archive, writer, number)
+        except coldtier.ColdTierError as exc:
+            soak.note("archive", time.monotonic() - began, type(exc).__name__)
+        else:
+            soak.note("archive", time.monotonic() - began)
+            with soak.lock:
+                soak.acks.append(ack)
+        call += number == call
+
+
+def _reader_thread(soak: Soak, archive: coldtier.Archive, seed: int, stop: threading.Event) -> None:
+    rng = random.Random(seed)
+    while not stop.is_set():
+        with soak.lock:
+            ack = rng.choice(soak.acks) if soak.acks else None
+        if ack is None:
+            time.sleep(0.05)
+            continue
+        tenant, ids = _ids(ack["writer"], ack["call"])
+        window = _window(ack["writer"], ack["call"])
+        kind = rng.choice(["read", "events", "verify"])
+        began = time.monotonic()
+        try:
+            if kind == "read":
+                got = archive.read(tenant, *window).column("event_id").to_pylist()
+            elif kind == "events":
+                got = [str(e.id) for e in archive.events(tenant, *window)]
+            else:
+                report = archive.verify(tenant)
+                unreadable = [p for p in report.problems if "cannot be" in p.message]
+                assert soak.backend != "local" or not report.problems, report.problems
+                assert len(unreadable) == len(report.problems), f"verify under load: {report.problems}"
+                soak.note(kind, time.monotonic() - began, "object unreadable (fault)" if unreadable else None)
+                continue
+        except (coldtier.ArchiveReadError, coldtier.IntegrityError) as exc:
+            soak.note(kind, time.monotonic() - began, type(exc).__name__)
+            continue
+        soak.note(kind, time.monotonic() - began)
+        assert sorted(got) == sorted(ids), (
+            f"{kind} of an acknowledged call: {len(got)} events, want {len(ids)}"
+        )
+
+
+def _spawn(soak: Soak, writer: int, seconds: float) -> subprocess.Popen[str]:
+    env = {**os.environ, "COLDTIER_WRITER_OPTIONS": json.dumps(soak.options)}
+    argv = [sys.executable, "-m", "tests.soak_writer", soak.url, str(writer), str(seconds)]
+    return subprocess.Popen(
+        argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _collect(soak: Soak, proc: subprocess.Popen[str], killed: bool) -> None:
+    out, err = proc.communicate(timeout=60)
+    assert killed or proc.returncode == 0, err[-3000:]
+    for line in out.splitlines():
+        kind, _, body = line.partition(" ")
+        try:
+            record = json.loads(body)
+        except ValueError:
+            continue  # the line a kill cut short, or "ready"
+        if kind == "ack":
+            soak.note("archive (process)", record["seconds"])
+            soak.acks.append(record)
+        elif kind == "err":
+            soak.note("archive (process)", record["seconds"], record["type"])
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def test_soak(soak: Soak) -> None:
+    # One archive object shared by this process's threads, as an application would (and each
+    # thread's own would make s3fs build a client per thread, on the one IO loop all share).
+    warm = coldtier.open_archive(soak.url, **soak.options)  # load every code path and pool once
+    warm_ack = soak_writer.archive_one(warm, WARM, 0)
+    warm.read(_ids(WARM, 0)[0], *_window(WARM, 0))
+    warm.verify(_ids(WARM, 0)[0])
+    soak.acks.append(warm_ack)
+    before = _resources()
+    stop = threading.Event()
+    began = time.monotonic()
+    with timed(AREA, soak.backend):
+        procs = {w: _spawn(soak, 100 + w, SECONDS) for w in range(PROCESSES)}
+        threads = [
+            threading.Thread(target=_writer_thread, args=(soak, warm, w, stop)) for w in range(THREADS)
+        ]
+        threads += [
+            threading.Thread(target=_reader_thread, args=(soak, warm, r, stop)) for r in range(READERS)
+        ]
+        for thread in threads:
+            thread.start()
+        kills, next_id, rng = 0, 100 + PROCESSES, random.Random(7)
+        while time.monotonic() - began < SECONDS:
+            time.sleep(min(KILL_EVERY, max(0.0, SECONDS - (time.monotonic() - began))))
+            left = SECONDS - (time.monotonic() - began)
+            if left > 3:
+                victim = rng.choice(sorted(procs))
+                procs[victim].send_signal(signal.SIGKILL)
+                _collect(soak, procs.pop(victim), killed=True)
+                procs[next_id] = _spawn(soak, next_id, left)
+                next_id, kills = next_id + 1, kills + 1
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+            assert not thread.is_alive(), "a soak thread did not stop"
+        for proc in procs.values():
+            _collect(soak, proc, killed=False)
+        elapsed = time.monotonic() - began
+    # -- what is stored, read directly ------------------------------------------------
+    direct = coldtier.open_archive(soak.direct_url, **soak.options)
+    expected: dict[str, set[str]] = defaultdict(set)
+    for ack in soak.acks:
+        tenant, ids = _ids(ack["writer"], ack["call"])
+        expected[tenant].update(ids)
+    lost = 0
+    for tenant, ids in expected.items():
+        got = direct.read(tenant).column("event_id").to_pylist()
+        assert len(got) == len(set(got)), f"{tenant}: an event read twice"
+        lost += len(ids - set(got))
+    check = check_store(soak.backdoor)
+    assert not check.partial, check.partial
+    assert lost == 0, f"{lost} acknowledged events missing"
+    assert direct.verify().problems == ()
+    after = _resources()
+    # -- figures ------------------------------------------------------------------------
+    calls = sum(len(v) for v in soak.latencies.values())
+    written = sum(1 for _ in soak.acks) * soak_writer.EVENTS
+    read_calls = [s for k, v in soak.latencies.items() if not k.startswith("archive") for s in v]
+    write_calls = [s for k, v in soak.latencies.items() if k.startswith("archive") for s in v]
+    errors = ", ".join(f"{k} {n}" for k, n in sorted(soak.errors.items())) or "none"
+    _stop_server(soak)
+    faults = soak.faults
+    note = (
+        f"{elapsed:.0f} s, {calls:,} calls ({calls / elapsed:.1f}/s), {len(soak.acks):,} acknowledged archive "
+        f"calls = {written / elapsed:,.0f} events/s archived; latency p50/p99 archive "
+        f"{_percentile(write_calls, 0.5) * 1000:.0f}/{_percentile(write_calls, 0.99) * 1000:.0f} ms, reads "
+        f"{_percentile(read_calls, 0.5) * 1000:.0f}/{_percentile(read_calls, 0.99) * 1000:.0f} ms; "
+        f"{kills} writer processes SIGKILLed; errors by kind: {errors}; fds {before[0]}->{after[0]}, threads "
+        f"{before[1]}->{after[1]} (+ {sum(1 for t in threading.enumerate() if t.name.startswith('asyncio_'))} "
+        f"in the IO loop's pool), RSS {before[2]:.0f}->{after[2]:.0f} MiB (2 cores shared with other sessions)"
+    )
+    tally(
+        AREA,
+        soak.backend,
+        note,
+        trials=calls,
+        faults=faults + kills,
+        events_checked=sum(len(v) for v in expected.values()),
+        errors_raised=sum(soak.errors.values()),
+        events_lost=lost,
+        partial_objects=len(check.partial),
+    )
+    print(note)
+    assert after[0] <= before[0] + FD_SLACK, f"open fds {before[0]} -> {after[0]}"
+    names = sorted(t.name for t in threading.enumerate())
+    assert after[1] <= before[1] + THREAD_SLACK, f"threads {before[1]} -> {after[1]}: {names}"
+    assert sum(1 for name in names if name.startswith("asyncio_")) <= LOOP_POOL, names
+    assert after[2] <= before[2] + RSS_SLACK_MIB, f"RSS {before[2]:.0f} -> {after[2]:.0f} MiB"
+    assert calls > 0 and soak.acks
