@@ -72,11 +72,18 @@ class Problem:
 
 @dataclass(frozen=True, slots=True)
 class VerifyReport:
-    """Outcome of :meth:`Archive.verify`; ``ok`` only when no problem was found."""
+    """Outcome of :meth:`Archive.verify`; ``ok`` only when no problem was found.
+
+    ``shredded``: keys of encrypted objects whose tenant key was shredded
+    (DESIGN.md §9) -- unreadable by design, not damage: their bytes, footer,
+    schema and plaintext columns were still checked.  Known only to an
+    archive opened with ``encryption``.
+    """
 
     objects: int
     events: int
     problems: tuple[Problem, ...] = field(default=())
+    shredded: tuple[str, ...] = field(default=())
 
     @property
     def ok(self) -> bool:

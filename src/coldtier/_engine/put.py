@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from .. import _format, _keys
-from .._errors import ArchiveWriteError, ColdTierError, IntegrityError
+from .._crypto import FOOTER_KEY, Cipher
+from .._errors import ArchiveWriteError, ColdTierError, IntegrityError, KeyUnavailable
 from .._types import Window
 from ..store import ObjectStore
 from .faults import reason, writing
@@ -49,11 +50,30 @@ def encode(
     meta = _format.footer(
         tenant, own, table.num_rows, part, parts, digest=digest, call=None if part is None else call
     )
-    data = _format.encode(table, meta, **settings.encoding())
+    encryption = None
+    if settings.encryption is not None:
+        meta[FOOTER_KEY], encryption = sealing(settings.encryption, tenant)
+        meta = dict(sorted(meta.items()))
+    data = _format.encode(table, meta, **settings.encoding(), encryption=encryption)
     if len(data) > settings.max_object_bytes:
         raise TooLarge
     key = _keys.object_key(tenant, own, digest[:16])
     return Encoded(key, data, hashlib.sha256(data).hexdigest(), digest, table.num_rows)
+
+
+def sealing(cipher: Cipher, tenant: str) -> tuple[str, object]:
+    """The tenant key id and encryption properties of a new object; a key that cannot be used is not durable.
+
+    A shredded key stays :class:`KeyUnavailable` (archiving for that tenant
+    needs a new key first); a missing, denied or disabled one is an
+    :class:`ArchiveWriteError`: nothing of the batch is stored.
+    """
+    try:
+        return cipher.encryption(tenant)
+    except KeyUnavailable as exc:
+        if exc.shredded:
+            raise
+        raise ArchiveWriteError(f"cannot encrypt tenant {tenant!r}'s events: {exc}") from exc
 
 
 def put(store: ObjectStore, obj: Encoded) -> Stored:
