@@ -114,6 +114,8 @@ class EncryptionTests:
         assert archive.new_key("acme") == "acme/2"
         with pytest.raises(InvalidRequest, match="live key"):
             archive.new_key("acme")
+        with pytest.raises(ArchiveWriteError, match="shredded key acme/1"):  # same events, same name
+            archive.archive("acme", *window_of(acme), acme)
         new = archive.archive("acme", *window_of(more), more)
         assert archive.read("acme", *window_of(more)).num_rows == 5
         assert archive.verify().shredded == kept.keys and new.keys[0] not in archive.verify().shredded

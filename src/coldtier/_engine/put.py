@@ -27,6 +27,7 @@ class Encoded:
     sha256: str  # of the bytes: the store's transport checksum
     digest: str  # logical (docs/FORMAT.md): the object's identity
     events: int
+    tenant_key: str | None = None  # the id of the tenant key an encrypted object is sealed by
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,7 @@ def encode(
     if len(data) > settings.max_object_bytes:
         raise TooLarge
     key = _keys.object_key(tenant, own, digest[:16])
-    return Encoded(key, data, hashlib.sha256(data).hexdigest(), digest, table.num_rows)
+    return Encoded(key, data, hashlib.sha256(data).hexdigest(), digest, table.num_rows, meta.get(FOOTER_KEY))
 
 
 def sealing(cipher: Cipher, tenant: str) -> tuple[str, object]:
@@ -76,15 +77,18 @@ def sealing(cipher: Cipher, tenant: str) -> tuple[str, object]:
         raise ArchiveWriteError(f"cannot encrypt tenant {tenant!r}'s events: {exc}") from exc
 
 
-def put(store: ObjectStore, obj: Encoded) -> Stored:
+def put(store: ObjectStore, obj: Encoded, cipher: Cipher | None = None) -> Stored:
     """Store ``obj`` create-only; a refused create is confirmed (see :func:`confirm`)."""
+    metadata = {"digest": obj.digest}
+    if obj.tenant_key is not None:
+        metadata["tenantkey"] = obj.tenant_key
     with writing(store, f"storing {obj.key}"):
-        created = store.put(obj.key, obj.data, sha256=obj.sha256, metadata={"digest": obj.digest})
-    size = len(obj.data) if created else confirm(store, obj)
+        created = store.put(obj.key, obj.data, sha256=obj.sha256, metadata=metadata)
+    size = len(obj.data) if created else confirm(store, obj, cipher)
     return Stored(obj.key, obj.events, size, created)
 
 
-def confirm(store: ObjectStore, obj: Encoded) -> int:
+def confirm(store: ObjectStore, obj: Encoded, cipher: Cipher | None = None) -> int:
     """The store refused our create: make sure what is there holds the same events; its size.
 
     By the logical digest kept in the store's metadata (one stat), else by
@@ -92,11 +96,14 @@ def confirm(store: ObjectStore, obj: Encoded) -> int:
     row-group size wrote different bytes of the same events: that is the
     same object.
     """
+    sealed = None
     try:
         stat = store.stat(obj.key)
         stored = stat.metadata.get("digest")
-        if stored is None:
-            stored = _stored_digest(store.get(obj.key))
+        sealed = stat.metadata.get("tenantkey")
+        if stored is None:  # a store without metadata: the footer says both
+            footer = _stored_footer(store.get(obj.key))
+            stored, sealed = footer.get("coldtier.digest"), footer.get(FOOTER_KEY)
     except ColdTierError:
         raise
     except Exception as exc:
@@ -108,12 +115,18 @@ def confirm(store: ObjectStore, obj: Encoded) -> int:
             f"{obj.key} already exists in {store.description()} with different content "
             f"(logical digest {stored}) than this batch ({obj.digest})"
         )
+    if sealed is not None and cipher is not None and cipher.provider.state(sealed) == "shredded":
+        # Same events, same name: they can never be stored again, and what is there is unreadable.
+        raise ArchiveWriteError(
+            f"{obj.key} already holds these events, encrypted under the shredded key {sealed}: "
+            "the same events cannot be archived again (their name is their digest)"
+        )
     return stat.size
 
 
-def _stored_digest(data: bytes) -> str | None:
-    """The logical digest a stored object's footer records; None if it has none or no footer."""
+def _stored_footer(data: bytes) -> dict[str, str]:
+    """A stored object's footer; empty if it has no readable footer."""
     try:
-        return _format.read_footer(_format.open_parquet(data)).get("coldtier.digest")
+        return _format.read_footer(_format.open_parquet(data))
     except (pa.ArrowException, OSError, ValueError):
-        return None
+        return {}

@@ -140,6 +140,7 @@ def verify_cmd(*, url: str | None, tenant: str | None, opts: tuple[str, ...], as
                 "ok": report.ok,
                 "objects": report.objects,
                 "events": report.events,
+                "shredded": list(report.shredded),
                 "damaged": [{"key": key, "problems": messages} for key, messages in damaged.items()],
                 "problems": [{"key": p.key, "message": one_line(p.message)} for p in report.problems],
             }
@@ -147,7 +148,11 @@ def verify_cmd(*, url: str | None, tenant: str | None, opts: tuple[str, ...], as
     else:
         for key, messages in damaged.items():
             click.echo(f"PROBLEM {key}: {'; '.join(messages)}")
+        for key in report.shredded:
+            click.echo(f"SHREDDED {key}")
         counts = f"{count(report.objects, 'object')}, {count(report.events, 'event')}"
+        if report.shredded:  # unreadable by design, not damage: bytes, footer and schema were checked
+            counts += f", {count(len(report.shredded), 'shredded object')}"
         if report.ok:
             click.echo(f"{archive.description()}: {counts}: OK")
         else:
