@@ -12,17 +12,27 @@ import os
 import pickle
 import shutil
 from datetime import UTC, datetime
+from importlib.metadata import EntryPoint
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 import coldtier
+import coldtier.keys as keys_registry
 from coldtier import ArchiveWriteError, IntegrityError, InvalidRequest, KeyUnavailable
-from coldtier.keys import open_key_provider
+from coldtier.keys import (
+    KeyProvider,
+    KeyState,
+    Shredded,
+    available_key_providers,
+    key_tenant,
+    open_key_provider,
+)
 from coldtier.testing import FaultProxy, Rule, make_events, window_of
 from tests._moto import CREDENTIALS, BotoBackdoor, MotoRig, archive_url
 from tests.test_gcs import GCSRig
@@ -394,3 +404,69 @@ def test_shred_without_encryption_and_pickled_errors(local: tuple[Path, Path]) -
         coldtier.open_archive(str(root), encryption="/not/a/url")
     with pytest.raises(coldtier.UnknownBackend, match="aws-kms://"):
         coldtier.open_archive(str(root), encryption="vault://x")
+
+
+# -- the key provider seam ---------------------------------------------------------
+
+
+class VaultKeys(KeyProvider):
+    """A third-party provider (in memory, for the test): the seam is the public API only."""
+
+    scheme = "vault"
+    keys: ClassVar[dict[str, bytes]] = {}
+
+    @classmethod
+    def from_url(cls, url: str, /, **options: Any) -> VaultKeys:
+        return cls()
+
+    def description(self) -> str:
+        return "vault://test"
+
+    def current(self, tenant_id: str, *, create: bool = True) -> str:
+        return self.keys.setdefault(f"{tenant_id}/v1", AESGCM.generate_key(256)) and f"{tenant_id}/v1"
+
+    def wrap(self, key_id: str, data_key: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + AESGCM(self.keys[key_id]).encrypt(nonce, data_key, None)
+
+    def unwrap(self, key_id: str, wrapped: bytes) -> bytes:
+        if key_id not in self.keys:
+            raise KeyUnavailable(f"{key_id} was shredded", tenant_id=key_tenant(key_id), shredded=True)
+        return AESGCM(self.keys[key_id]).decrypt(wrapped[:12], wrapped[12:], None)
+
+    def state(self, key_id: str) -> KeyState:
+        return "live" if key_id in self.keys else "shredded"
+
+    def shred(self, tenant_id: str) -> Shredded:
+        gone = tuple(k for k in self.keys if key_tenant(k) == tenant_id)
+        for k in gone:
+            del self.keys[k]
+        return Shredded(tenant_id, gone, "now")
+
+    def new_key(self, tenant_id: str) -> str:
+        raise InvalidRequest("not in this test")
+
+
+def test_key_providers_are_a_seam_whose_builtins_cannot_be_shadowed(local: tuple[Path, Path]) -> None:
+    root, _ = local
+    points = [
+        EntryPoint(name="file", value="evil.module:Keys", group="coldtier.keys"),
+        EntryPoint(name="vault", value="tests.test_encryption:VaultKeys", group="coldtier.keys"),
+    ]
+    with pytest.warns(RuntimeWarning, match="'file' is a built-in key provider"):
+        keys_registry._reset_entry_points(points)
+    try:
+        known = available_key_providers()
+        assert known["file"] == "coldtier.keys.keyring:FileKeys"
+        assert known["vault"] == "tests.test_encryption:VaultKeys" and "aws-kms" in known
+        archive = coldtier.open_archive(str(root), encryption="vault://test")
+        events = secret_events("acme", 10)
+        key = archive.archive("acme", *window_of(events), events).keys[0]
+        assert MARKER.encode() not in (root / key).read_bytes()
+        assert archive.read("acme").num_rows == 10
+        archive.shred("acme")
+        with pytest.raises(KeyUnavailable, match="shredded"):
+            archive.read("acme")
+        assert archive.verify().shredded == (key,)
+    finally:
+        keys_registry._reset_entry_points()
