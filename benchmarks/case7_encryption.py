@@ -5,7 +5,7 @@ Baseline: the same coldtier call on the same archive settings without
 case 5 compare plaintext coldtier with bare pyarrow).  The keyring is a
 ``file://`` keyring without a master (the tenant key is read and unwrapped
 from disk for every object, as in production); targets from issue 13:
-archive ≤ 1.3×, read ≤ 1.3×.
+archive at most 1.3 times plaintext, read at most 1.3 times.
 """
 
 from __future__ import annotations
