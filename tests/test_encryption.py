@@ -86,6 +86,7 @@ class EncryptionTests:
         with pytest.raises(OSError, match=r"[Dd]ecrypt"):
             pf.read(columns=["payload"])
 
+        assert pickle.loads(pickle.dumps(archive)).read("acme").equals(table)  # a worker's copy (§11)
         report = plain.verify()  # without keys: bytes, footer, schema, plaintext columns
         assert report.ok and report.events == 300 and report.shredded == ()
         assert archive.verify().ok
@@ -470,3 +471,23 @@ def test_key_providers_are_a_seam_whose_builtins_cannot_be_shadowed(local: tuple
         assert archive.verify().shredded == (key,)
     finally:
         keys_registry._reset_entry_points()
+
+
+def test_a_shredded_object_is_still_checked(local: tuple[Path, Path]) -> None:
+    root, ring = local
+    archive = _open(root, ring)
+    events = secret_events("acme", 40)
+    key = archive.archive("acme", *window_of(events), events).keys[0]
+    archive.shred("acme")
+    path = root / key
+    data = bytearray(path.read_bytes())
+    path.write_bytes(bytes(data[: len(data) // 2]))  # cut: not a readable Parquet file any more
+    report = archive.verify()
+    assert not report.ok and report.problems[0].key == key and "not readable Parquet" in report.problems[0].message
+    digest = key.rsplit(".", 2)[1].encode()  # the name's 16 digits, also in the plaintext footer
+    assert data.count(digest) == 1
+    path.write_bytes(bytes(data).replace(digest, b"0" * 16))
+    report = archive.verify()
+    assert report.shredded == (key,) and [p.message for p in report.problems] == [
+        f"footer digest 0000000000000000 does not match the digest {digest.decode()} in its name"
+    ]

@@ -114,4 +114,6 @@ class AwsKmsKeys(KeyringProvider):
             ),
         )
         label = f"aws-kms://{root.as_posix()}?key_id={given['key_id']}"
-        return cls(Keyring(root, KmsMaster(client, given["key_id"]), label), label)
+        provider = cls(Keyring(root, KmsMaster(client, given["key_id"]), label), label)
+        provider._source = (url, dict(options))
+        return provider

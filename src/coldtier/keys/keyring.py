@@ -508,6 +508,14 @@ class KeyringProvider(KeyProvider):
     def __init__(self, keyring: Keyring, label: str) -> None:
         self._keyring = keyring
         self._label = label
+        self._source: tuple[str, dict[str, Any]] | None = None  # (url, options) of from_url, to pickle
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A worker process (DESIGN.md §11) rebuilds the provider from its URL and options:
+        # locks, unwrapped masters and SDK clients are not sent.
+        if self._source is None:
+            raise TypeError(f"{type(self).__name__} built without from_url cannot be pickled")
+        return (_rebuild, (type(self), *self._source))
 
     @property
     def keyring(self) -> Keyring:
@@ -597,4 +605,10 @@ class FileKeys(KeyringProvider):
         elif "master_key_env" in given:
             master = MasterKey(env_secret(given["master_key_env"], "master key"))
         label = root.as_uri() if root.is_absolute() else f"file://{root}"
-        return cls(Keyring(root, master, label), label)
+        provider = cls(Keyring(root, master, label), label)
+        provider._source = (url, dict(options))
+        return provider
+
+
+def _rebuild(cls: type[KeyringProvider], url: str, options: dict[str, Any]) -> KeyProvider:
+    return cls.from_url(url, **options)
