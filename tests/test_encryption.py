@@ -337,6 +337,8 @@ def test_an_object_under_another_tenants_name_is_refused(local: tuple[Path, Path
     shutil.copy(root / key, moved)
     with pytest.raises(IntegrityError, match="tenant 'acme'"):
         archive.read("beta")
+    problems = [p.message for p in archive.verify("beta").problems]
+    assert "is encrypted under tenant 'acme''s key, not 'beta''s" in problems
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from .._crypto import PLAIN_COLUMNS, sealed_by
 from .._errors import ColdTierError
 from .._format import SCHEMA, UTC
 from .._types import ArchivedObject, Problem, VerifyReport
+from ..keys import key_tenant
 from .faults import reason
 from .read import Progress, Reader, Tally
 
@@ -117,7 +118,9 @@ def _read_sealed(
     as such, an unusable one as a problem.
     """
     shredded = False
-    if reader.cipher is not None:
+    if key_tenant(key_id) != obj.tenant_id:
+        problem(f"is encrypted under tenant {key_tenant(key_id)!r}'s key, not {obj.tenant_id!r}'s")
+    elif reader.cipher is not None:
         if reader.cipher.provider.state(key_id) == "shredded":
             shredded = True
         else:
