@@ -14,7 +14,8 @@ from typing import Any
 
 from .._errors import InvalidRequest, KeyUnavailable
 from .._options import OptionSpec, parse_url
-from .keyring import Keyring, KeyringProvider, Master, Sealer, keyring_path
+from ._masters import Master, Sealer
+from .keyring import Keyring, KeyringProvider, keyring_path
 
 try:
     import boto3

@@ -8,23 +8,18 @@ Layout (docs/FORMAT.md, "Keyring")::
 
 A tenant's key is 32 random bytes, created on first use; it wraps (AES-GCM,
 the key id as associated data) the data keys Parquet Modular Encryption
-makes for each object.  The keyring itself is wrapped by a *master*: nothing
-(the file mode protects it), a passphrase (scrypt), a 32-byte master key
-from the environment, or an AWS KMS key (:mod:`coldtier.keys.aws_kms`).
+makes for each object.  The keyring itself is wrapped by a *master*
+(:mod:`coldtier.keys._masters`, or an AWS KMS key: :mod:`coldtier.keys.aws_kms`).
 Rotation rewraps every tenant key under a new master; tenant keys keep their
 ids, so no object is rewritten.
 """
 
 from __future__ import annotations
 
-import abc
-import base64
 import binascii
-import hashlib
 import json
 import os
 import threading
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,217 +28,18 @@ from urllib.parse import unquote, urlsplit
 from .._errors import InvalidRequest, KeyUnavailable
 from .._options import OptionSpec, parse_url
 from . import KeyProvider, KeyState, Shredded, key_tenant
+from ._files import create_file, fsync_dir, make_dir, replace_file
+from ._masters import KEY_BYTES, Master, MasterKey, NoMaster, Passphrase, Sealer, b64, unb64
 
 try:
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 except ImportError as exc:  # pragma: no cover - the registry names the extra
     raise ImportError(str(exc), name="cryptography") from exc
 
-__all__ = ["FileKeys", "Keyring", "Master", "MasterKey", "NoMaster", "Passphrase", "Sealer"]
+__all__ = ["FileKeys", "Keyring", "KeyringProvider", "Master", "Sealer", "keyring_path"]
 
-_KEY_BYTES = 32
-_CHECK = b"coldtier keyring check"
 _FORMAT = 1
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def _unb64(text: Any) -> bytes:
-    if not isinstance(text, str):
-        raise ValueError("not base64 text")
-    return base64.b64decode(text, validate=True)
-
-
-# ---------------------------------------------------------------------------
-# Masters: what wraps the tenant keys of a keyring
-
-
-class Sealer(abc.ABC):
-    """A bound master: wraps and unwraps tenant keys.  ``id`` names it without revealing it."""
-
-    id: str
-
-    @abc.abstractmethod
-    def seal(self, plain: bytes, aad: bytes) -> bytes: ...
-
-    @abc.abstractmethod
-    def open(self, sealed: bytes, aad: bytes) -> bytes:
-        """Raises ``ValueError`` when ``sealed`` was not sealed by this master for ``aad``."""
-
-
-class Master(abc.ABC):
-    """How a keyring is wrapped, before its stored parameters (salt, check value) are known."""
-
-    kind: str
-
-    @abc.abstractmethod
-    def bind(self, params: dict[str, Any] | None, where: str) -> tuple[Sealer, dict[str, Any]]:
-        """The sealer for stored ``params`` (checking the secret), or new params when None."""
-
-
-class _Aes(Sealer):
-    def __init__(self, key: bytes, id: str) -> None:
-        self._aead = AESGCM(key)
-        self.id = id
-
-    def seal(self, plain: bytes, aad: bytes) -> bytes:
-        nonce = os.urandom(12)
-        return nonce + self._aead.encrypt(nonce, plain, aad)
-
-    def open(self, sealed: bytes, aad: bytes) -> bytes:
-        try:
-            return self._aead.decrypt(sealed[:12], sealed[12:], aad)
-        except InvalidTag:
-            raise ValueError("authentication failed") from None
-
-    def __repr__(self) -> str:
-        return f"<sealer {self.id}>"
-
-
-class _Plain(Sealer):
-    id = "none"
-
-    def seal(self, plain: bytes, aad: bytes) -> bytes:
-        return plain
-
-    def open(self, sealed: bytes, aad: bytes) -> bytes:
-        return sealed
-
-
-def _checked(sealer: Sealer, params: dict[str, Any], where: str, wrong: str) -> Sealer:
-    try:
-        if sealer.open(_unb64(params.get("check")), b"check") != _CHECK:
-            raise ValueError("check value differs")
-    except (ValueError, binascii.Error):
-        raise KeyUnavailable(f"{where}: {wrong} (its keys stay locked)") from None
-    return sealer
-
-
-class NoMaster(Master):
-    """Tenant keys stored unwrapped; the keyring is protected by its file modes alone."""
-
-    kind = "none"
-
-    def bind(self, params: dict[str, Any] | None, where: str) -> tuple[Sealer, dict[str, Any]]:
-        return _Plain(), {"kind": self.kind, "id": _Plain.id}
-
-
-class Passphrase(Master):
-    """Tenant keys wrapped by a key derived from a passphrase (scrypt, a random salt per keyring)."""
-
-    kind = "passphrase"
-
-    def __init__(self, passphrase: str | bytes) -> None:
-        if not passphrase:
-            raise InvalidRequest("the keyring passphrase is empty")
-        self._secret = passphrase.encode() if isinstance(passphrase, str) else bytes(passphrase)
-
-    def _derive(self, salt: bytes) -> bytes:
-        return Scrypt(salt=salt, length=_KEY_BYTES, n=2**15, r=8, p=1).derive(self._secret)
-
-    def bind(self, params: dict[str, Any] | None, where: str) -> tuple[Sealer, dict[str, Any]]:
-        if params is None:
-            salt = os.urandom(16)
-            sealer = _Aes(self._derive(salt), f"passphrase:{salt.hex()[:12]}")
-            check = _b64(sealer.seal(_CHECK, b"check"))
-            return sealer, {"kind": self.kind, "id": sealer.id, "salt": _b64(salt), "check": check}
-        try:
-            salt = _unb64(params.get("salt"))
-        except (ValueError, binascii.Error):
-            raise KeyUnavailable(f"{where}: its passphrase salt is corrupted") from None
-        return _checked(_Aes(self._derive(salt), str(params.get("id"))), params, where, "wrong passphrase"), params
-
-    def __repr__(self) -> str:
-        return "<Passphrase ***>"
-
-
-class MasterKey(Master):
-    """Tenant keys wrapped by a 32-byte master key (base64 or hex), e.g. from the environment."""
-
-    kind = "master-key"
-
-    def __init__(self, key: str | bytes) -> None:
-        self._key = _parse_master_key(key)
-
-    def bind(self, params: dict[str, Any] | None, where: str) -> tuple[Sealer, dict[str, Any]]:
-        fingerprint = hashlib.sha256(b"coldtier master key id\0" + self._key).hexdigest()[:12]
-        sealer = _Aes(self._key, f"master-key:{fingerprint}")
-        if params is None:
-            return sealer, {"kind": self.kind, "id": sealer.id, "check": _b64(sealer.seal(_CHECK, b"check"))}
-        return _checked(sealer, params, where, "wrong master key"), params
-
-    def __repr__(self) -> str:
-        return "<MasterKey ***>"
-
-
-def _parse_master_key(key: str | bytes) -> bytes:
-    if isinstance(key, bytes) and len(key) == _KEY_BYTES:
-        return key
-    text = key.decode() if isinstance(key, bytes) else str(key)
-    text = text.strip()
-    for decode in (bytes.fromhex, lambda t: base64.b64decode(t, validate=True)):
-        try:
-            raw = decode(text)
-        except (ValueError, binascii.Error):
-            continue
-        if len(raw) == _KEY_BYTES:
-            return raw
-    raise InvalidRequest("the master key must be 32 bytes, as 64 hex digits or base64")
-
-
-# ---------------------------------------------------------------------------
-# Durable files
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _temp(path: Path, data: bytes) -> Path:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return tmp
-
-
-def create_file(path: Path, data: bytes) -> bool:
-    """Write ``path`` create-only and durably (mode 0600); False when it already existed."""
-    tmp = _temp(path, data)
-    try:
-        os.link(tmp, path)
-        created = True
-    except FileExistsError:
-        created = False
-    finally:
-        tmp.unlink()
-    _fsync_dir(path.parent)
-    return created
-
-
-def replace_file(path: Path, data: bytes) -> None:
-    """Replace ``path`` atomically and durably (rotation only)."""
-    os.replace(_temp(path, data), path)
-    _fsync_dir(path.parent)
-
-
-def make_dir(path: Path) -> None:
-    if not path.is_dir():
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _fsync_dir(path.parent)
 
 
 # ---------------------------------------------------------------------------
@@ -357,7 +153,7 @@ class Keyring:
         key_id = f"{tenant}/{generation}"
         make_dir(self._dir(tenant))
         body = {"format": _FORMAT, "key_id": key_id, "master": sealer.id}
-        body["wrapped"] = _b64(sealer.seal(os.urandom(_KEY_BYTES), key_id.encode()))
+        body["wrapped"] = b64(sealer.seal(os.urandom(KEY_BYTES), key_id.encode()))
         create_file(self._path(key_id, "key"), _dump(body))  # a concurrent creator's key wins: same id
         return key_id
 
@@ -412,7 +208,7 @@ class Keyring:
                 tenant_id=tenant,
             )
         try:
-            key = sealer.open(_unb64(body.get("wrapped")), key_id.encode())
+            key = sealer.open(unb64(body.get("wrapped")), key_id.encode())
         except KeyUnavailable as exc:
             exc.tenant_id = tenant
             raise
@@ -421,7 +217,7 @@ class Keyring:
                 f"{self._label}: key {key_id} does not unwrap (corrupted, or not this tenant's key)",
                 tenant_id=tenant,
             ) from None
-        if len(key) != _KEY_BYTES:
+        if len(key) != KEY_BYTES:
             raise KeyUnavailable(f"{self._label}: key {key_id} is corrupted", tenant_id=tenant)
         return key
 
@@ -443,7 +239,7 @@ class Keyring:
                 f.flush()
                 os.fsync(f.fileno())
             path.unlink()
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         return tuple(f"{tenant}/{g}" for g in sorted(live))
 
     def tenants(self) -> list[str]:
@@ -484,11 +280,11 @@ class Keyring:
                 if body.get("master") == new.id:
                     continue
                 key = self.secret(key_id)
-                body.update(master=new.id, wrapped=_b64(new.seal(key, key_id.encode())))
+                body.update(master=new.id, wrapped=b64(new.seal(key, key_id.encode())))
                 replace_file(path, _dump(body))
                 count += 1
         os.replace(pending, self.root / "keyring.json")
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         with self._lock:
             self._sealer = new
         return count
