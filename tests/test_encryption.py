@@ -401,6 +401,8 @@ def test_shred_without_encryption_and_pickled_errors(local: tuple[Path, Path]) -
     root, _ = local
     with pytest.raises(InvalidRequest, match="without encryption"):
         coldtier.open_archive(str(root)).shred("acme")
+    with pytest.raises(InvalidRequest, match="no key yet"):
+        _open(root, local[1]).new_key("acme")
     error = pickle.loads(pickle.dumps(KeyUnavailable("gone", tenant_id="acme", shredded=True)))
     assert (str(error), error.tenant_id, error.shredded) == ("gone", "acme", True)
     with pytest.raises(InvalidRequest, match="key provider URL"):

@@ -126,7 +126,7 @@ class KeyProvider(abc.ABC):
     def new_key(self, tenant_id: str) -> str:
         """Create the next key of a tenant whose key was shredded; its id.
 
-        :class:`~coldtier.InvalidRequest` when the tenant still has a live key.
+        :class:`~coldtier.InvalidRequest` when the tenant still has a live key, or none yet.
         """
 
     def rotate(self, to: KeyProvider) -> int:

@@ -160,7 +160,9 @@ class Keyring:
     def new_key(self, tenant: str) -> str:
         live, dead = self._generations(tenant)
         latest = max(live | dead, default=0)
-        if latest and latest not in dead:
+        if not latest:
+            raise InvalidRequest(f"tenant {tenant!r} has no key yet: its first is made when it is first archived")
+        if latest not in dead:
             raise InvalidRequest(f"tenant {tenant!r} still has a live key ({tenant}/{latest}); shred it first")
         return self._create(tenant, latest + 1)
 
