@@ -21,6 +21,7 @@ CASES = {
     "6": "case6_bytes",
     "7": "case7_verify_scale",
     "otel": "case_otel",
+    "8": "case8_encryption",
 }
 
 

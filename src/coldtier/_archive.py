@@ -10,11 +10,14 @@ import abc
 import os
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pyarrow as pa
 
 from ._types import ArchivedObject, Event, Receipt, VerifyReport
+
+if TYPE_CHECKING:
+    from .keys import Shredded
 
 __all__ = ["Archive", "EventsInput", "Progress"]
 
@@ -120,6 +123,21 @@ class Archive(abc.ABC):
     def verify_object(self, obj: ArchivedObject) -> VerifyReport:
         """One object's check, as :meth:`verify` makes it: a worker's unit."""
         raise NotImplementedError(f"{type(self).__name__} does not verify single objects")
+
+    def shred(self, tenant_id: str) -> Shredded:
+        """Destroy ``tenant_id``'s encryption key, durably (DESIGN.md §9); no object is touched.
+
+        From then on nobody, coldtier included, can read that tenant's encrypted
+        columns: ``read``/``events`` raise :class:`~coldtier.KeyUnavailable`
+        (``shredded=True``), ``verify`` lists the objects in
+        ``VerifyReport.shredded``, and ``archive`` for the tenant is refused
+        until :meth:`new_key` makes a new key.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not encrypt")
+
+    def new_key(self, tenant_id: str) -> str:
+        """Create a new key for a tenant whose key was shredded, so archiving for it resumes; its id."""
+        raise NotImplementedError(f"{type(self).__name__} does not encrypt")
 
     @abc.abstractmethod
     def tenants(self) -> list[str]:

@@ -10,6 +10,7 @@
     ├── ArchiveReadError(ColdTierError, OSError)         the store failed while listing or reading (after its retries)
     │   └── ArchiveNotFound(ArchiveReadError, FileNotFoundError)  the root, bucket or container does not exist
     ├── IntegrityError(ColdTierError)                    stored bytes don't match their digest / footer
+    ├── KeyUnavailable(ColdTierError, PermissionError)   an encrypted object's key is missing, denied or shredded
     └── PreconditionUnsupported(ColdTierError)           backend ignores create-only writes
 
 Because the builtins are mixed in, ``except ValueError`` still catches bad
@@ -25,6 +26,7 @@ __all__ = [
     "ColdTierError",
     "IntegrityError",
     "InvalidRequest",
+    "KeyUnavailable",
     "MissingDependency",
     "PreconditionUnsupported",
     "UnknownBackend",
@@ -61,6 +63,29 @@ class ArchiveNotFound(ArchiveReadError, FileNotFoundError):
 
 class IntegrityError(ColdTierError):
     """Stored bytes do not match their digest, footer or schema."""
+
+
+class KeyUnavailable(ColdTierError, PermissionError):
+    """A tenant's key cannot be used: shredded (``shredded`` is True), missing, denied or wrong.
+
+    ``tenant_id`` names the tenant.  The message says which of these it is and
+    never carries key material.
+    """
+
+    def __init__(self, message: str, *, tenant_id: str | None = None, shredded: bool = False) -> None:
+        super().__init__(message)
+        self.tenant_id = tenant_id
+        self.shredded = shredded
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_key_unavailable, (str(self), self.tenant_id, self.shredded))
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def _key_unavailable(message: str, tenant_id: str | None, shredded: bool) -> KeyUnavailable:
+    return KeyUnavailable(message, tenant_id=tenant_id, shredded=shredded)
 
 
 class PreconditionUnsupported(ColdTierError):

@@ -7,6 +7,7 @@ and allsource-core's own files (any Parquet with the seven columns).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -164,10 +165,17 @@ def encode(
     compression: str = "zstd",
     compression_level: int | None = None,
     row_group_events: int = 131_072,
+    encryption: Any = None,
 ) -> bytes:
-    """Parquet bytes of a sorted :data:`SCHEMA` table with ``meta`` in the footer."""
+    """Parquet bytes of a sorted :data:`SCHEMA` table with ``meta`` in the footer.
+
+    ``encryption``: ``pyarrow.parquet.FileEncryptionProperties`` (see :mod:`coldtier._crypto`).
+    """
     sink = pa.BufferOutputStream()
-    with pq.ParquetWriter(sink, SCHEMA, **writer_options(compression, compression_level)) as writer:
+    options = writer_options(compression, compression_level)
+    if encryption is not None:
+        options["encryption_properties"] = encryption
+    with pq.ParquetWriter(sink, SCHEMA, **options) as writer:
         writer.write_table(table, row_group_size=row_group_events)
         writer.add_key_value_metadata(meta)
     data: bytes = sink.getvalue().to_pybytes()
@@ -192,13 +200,21 @@ def read_footer(pf: pq.ParquetFile) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in (pf.metadata.metadata or {}).items()}
 
 
-def open_parquet(data: bytes) -> pq.ParquetFile:
-    """A Parquet reader over one object's bytes that checks page CRCs where they were written."""
-    return pq.ParquetFile(pa.BufferReader(data), page_checksum_verification=True)
+def open_parquet(data: bytes, decryption: Any = None) -> pq.ParquetFile:
+    """A Parquet reader over one object's bytes that checks page CRCs where they were written.
+
+    ``decryption``: ``pyarrow.parquet.FileDecryptionProperties`` for an encrypted object.
+    """
+    return pq.ParquetFile(pa.BufferReader(data), page_checksum_verification=True, decryption_properties=decryption)
 
 
 def decode(
-    data: bytes, lo: datetime | None = None, hi: datetime | None = None, *, digest: str | None = None
+    data: bytes,
+    lo: datetime | None = None,
+    hi: datetime | None = None,
+    *,
+    digest: str | None = None,
+    keys: Callable[[dict[str, str]], Any] | None = None,
 ) -> pa.Table:
     """The rows of one object's bytes in ``[lo, hi]`` as a :data:`SCHEMA` table.
 
@@ -213,8 +229,13 @@ def decode(
     statistics, not the name, so a foreign file is filtered exactly).  Raises
     ``pa.ArrowException``/``ValueError``/``OSError`` on bytes that are not
     such an object (the caller names the object).
+
+    ``keys(footer)`` gives the decryption properties of an object whose
+    footer names a tenant key (or raises); it is not called for plaintext objects.
     """
     pf = open_parquet(data)
+    if keys is not None and (props := keys(read_footer(pf))) is not None:
+        pf = open_parquet(data, props)
     full = None
     if digest is not None:
         meta = read_footer(pf)

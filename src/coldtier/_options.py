@@ -57,6 +57,11 @@ ENGINE_OPTIONS: Mapping[str, OptionSpec] = {
         doc="Parquet codec of new objects (any codec reads back; the digest does not depend on it)",
     ),
     "compression_level": OptionSpec(int, doc="level of the codec; unset: the codec's own default"),
+    "encryption": OptionSpec(
+        object,
+        doc="per-tenant encryption (DESIGN.md §9): a key provider URL (file:///path/keyring, "
+        "aws-kms:///path/keyring?key_id=...) or a coldtier.keys.KeyProvider; unset: plaintext objects",
+    ),
     "workers": OptionSpec(
         int,
         default="min(4, CPU count)",

@@ -79,12 +79,17 @@ class VerifyReport:
     objects of the selection left unchecked this time (verified unchanged
     recently, per a state file, or not drawn by ``sample``).  Reports of
     shards, groups or runs add up with :meth:`combine`.
+    ``shredded``: keys of encrypted objects whose tenant key was shredded
+    (DESIGN.md §9) -- unreadable by design, not damage: their bytes, footer,
+    schema and plaintext columns were still checked.  Known only to an
+    archive opened with ``encryption``.
     """
 
     objects: int
     events: int
     problems: tuple[Problem, ...] = field(default=())
     skipped: int = 0
+    shredded: tuple[str, ...] = field(default=())
 
     @property
     def ok(self) -> bool:
@@ -99,6 +104,7 @@ class VerifyReport:
             events=sum(r.events for r in reports),
             problems=tuple(p for r in reports for p in r.problems),
             skipped=sum(r.skipped for r in reports),
+            shredded=tuple(k for r in reports for k in r.shredded),
         )
 
 

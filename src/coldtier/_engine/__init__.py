@@ -17,8 +17,10 @@ import pyarrow as pa
 
 from .. import _observe, _validate
 from .._archive import Archive, EventsInput
+from .._errors import InvalidRequest
 from .._options import ENGINE_OPTIONS, parse_url
 from .._types import ArchivedObject, Event, Receipt, VerifyReport
+from ..keys import KeyProvider, Shredded
 from ..store import ObjectStore
 from . import pickled as _pickled
 from . import probe as _probe
@@ -168,4 +170,17 @@ class StoreArchive(Archive):
     @_observe.operation("probe")
     def probe(self) -> None:
         _probe.probe(self._store)
+
+    # -- encryption ------------------------------------------------------------
+
+    def _keys(self) -> KeyProvider:
+        if self._settings.encryption is None:
+            raise InvalidRequest(f"{self.description()} was opened without encryption=<key provider URL>")
+        return self._settings.encryption.provider
+
+    def shred(self, tenant_id: str) -> Shredded:
+        return self._keys().shred(_validate.validate_tenant(tenant_id))
+
+    def new_key(self, tenant_id: str) -> str:
+        return self._keys().new_key(_validate.validate_tenant(tenant_id))
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from .. import _format, _keys, _observe
-from .._errors import ArchiveWriteError, ColdTierError, IntegrityError
+from .._crypto import FOOTER_KEY, Cipher
+from .._errors import ArchiveWriteError, ColdTierError, IntegrityError, KeyUnavailable
 from .._types import Window
 from ..store import ObjectStore
 from .faults import reason, writing
@@ -26,6 +27,7 @@ class Encoded:
     sha256: str  # of the bytes: the store's transport checksum
     digest: str  # logical (docs/FORMAT.md): the object's identity
     events: int
+    tenant_key: str | None = None  # the id of the tenant key an encrypted object is sealed by
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,24 +51,46 @@ def encode(
     meta = _format.footer(
         tenant, own, table.num_rows, part, parts, digest=digest, call=None if part is None else call
     )
-    data = _format.encode(table, meta, **settings.encoding())
+    encryption = None
+    if settings.encryption is not None:
+        meta[FOOTER_KEY], encryption = sealing(settings.encryption, tenant)
+        meta = dict(sorted(meta.items()))
+    data = _format.encode(table, meta, **settings.encoding(), encryption=encryption)
     if len(data) > settings.max_object_bytes:
         raise TooLarge
     key = _keys.object_key(tenant, own, digest[:16])
-    return Encoded(key, data, hashlib.sha256(data).hexdigest(), digest, table.num_rows)
+    return Encoded(key, data, hashlib.sha256(data).hexdigest(), digest, table.num_rows, meta.get(FOOTER_KEY))
 
 
-def put(store: ObjectStore, obj: Encoded) -> Stored:
+def sealing(cipher: Cipher, tenant: str) -> tuple[str, object]:
+    """The tenant key id and encryption properties of a new object; a key that cannot be used is not durable.
+
+    A shredded key stays :class:`KeyUnavailable` (archiving for that tenant
+    needs a new key first); a missing, denied or disabled one is an
+    :class:`ArchiveWriteError`: nothing of the batch is stored.
+    """
+    try:
+        return cipher.encryption(tenant)
+    except KeyUnavailable as exc:
+        if exc.shredded:
+            raise
+        raise ArchiveWriteError(f"cannot encrypt tenant {tenant!r}'s events: {exc}") from exc
+
+
+def put(store: ObjectStore, obj: Encoded, cipher: Cipher | None = None) -> Stored:
     """Store ``obj`` create-only; a refused create is confirmed (see :func:`confirm`)."""
+    metadata = {"digest": obj.digest}
+    if obj.tenant_key is not None:
+        metadata["tenantkey"] = obj.tenant_key
     with writing(store, f"storing {obj.key}"):
-        created = store.put(obj.key, obj.data, sha256=obj.sha256, metadata={"digest": obj.digest})
+        created = store.put(obj.key, obj.data, sha256=obj.sha256, metadata=metadata)
     _observe.answered(store, created)
-    size = len(obj.data) if created else confirm(store, obj)
+    size = len(obj.data) if created else confirm(store, obj, cipher)
     _observe.stored(store, created)
     return Stored(obj.key, obj.events, size, created)
 
 
-def confirm(store: ObjectStore, obj: Encoded) -> int:
+def confirm(store: ObjectStore, obj: Encoded, cipher: Cipher | None = None) -> int:
     """The store refused our create: make sure what is there holds the same events; its size.
 
     By the logical digest kept in the store's metadata (one stat), else by
@@ -74,11 +98,14 @@ def confirm(store: ObjectStore, obj: Encoded) -> int:
     row-group size wrote different bytes of the same events: that is the
     same object.
     """
+    sealed = None
     try:
         stat = store.stat(obj.key)
         stored = stat.metadata.get("digest")
-        if stored is None:
-            stored = _stored_digest(store.get(obj.key))
+        sealed = stat.metadata.get("tenantkey")
+        if stored is None:  # a store without metadata: the footer says both
+            footer = _stored_footer(store.get(obj.key))
+            stored, sealed = footer.get("coldtier.digest"), footer.get(FOOTER_KEY)
     except ColdTierError:
         raise
     except Exception as exc:
@@ -90,12 +117,18 @@ def confirm(store: ObjectStore, obj: Encoded) -> int:
             f"{obj.key} already exists in {store.description()} with different content "
             f"(logical digest {stored}) than this batch ({obj.digest})"
         )
+    if sealed is not None and cipher is not None and cipher.provider.state(sealed) == "shredded":
+        # Same events, same name: they can never be stored again, and what is there is unreadable.
+        raise ArchiveWriteError(
+            f"{obj.key} already holds these events, encrypted under the shredded key {sealed}: "
+            "the same events cannot be archived again (their name is their digest)"
+        )
     return stat.size
 
 
-def _stored_digest(data: bytes) -> str | None:
-    """The logical digest a stored object's footer records; None if it has none or no footer."""
+def _stored_footer(data: bytes) -> dict[str, str]:
+    """A stored object's footer; empty if it has no readable footer."""
     try:
-        return _format.read_footer(_format.open_parquet(data)).get("coldtier.digest")
+        return _format.read_footer(_format.open_parquet(data))
     except (pa.ArrowException, OSError, ValueError):
-        return None
+        return {}

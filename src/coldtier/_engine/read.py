@@ -15,7 +15,8 @@ import pyarrow as pa
 
 from .. import _format, _keys
 from .._archive import Progress
-from .._errors import IntegrityError
+from .._crypto import no_key, sealed_by
+from .._errors import ColdTierError, IntegrityError
 from .._format import SCHEMA, UTC
 from .._types import ArchivedObject, Event
 from ..store import Entry, ObjectStore, Stat
@@ -38,6 +39,7 @@ class Reader:
     def __init__(self, store: ObjectStore, settings: Settings) -> None:
         self._store = store
         self._workers = settings.workers
+        self.cipher = settings.encryption
 
     def map(self, fn: Callable[[T], Any], items: list[T]) -> list[Any]:
         """``[fn(item) for item in items]``, ``workers`` at a time."""
@@ -116,11 +118,22 @@ class Reader:
         data = self.get(obj.key)
         where = f"{obj.key} in {self._store.description()}"
         try:
-            return _format.decode(data, lo, hi, digest=obj.digest)
+            return _format.decode(data, lo, hi, digest=obj.digest, keys=lambda meta: self.keys(obj, meta))
+        except ColdTierError:  # a key that cannot be used (KeyUnavailable is an OSError too)
+            raise
         except _format.Damaged as exc:
             raise IntegrityError(f"{where} is damaged: {exc}; run verify") from exc
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise IntegrityError(f"{where} is unreadable: {exc}") from exc
+
+    def keys(self, obj: ArchivedObject, meta: dict[str, str]) -> Any:
+        """Decryption properties for ``obj`` if its footer names a tenant key (coldtier._crypto)."""
+        key_id = sealed_by(meta)
+        if key_id is None:
+            return None
+        if self.cipher is None:
+            raise no_key(obj.tenant_id, key_id)
+        return self.cipher.decryption(obj.tenant_id, key_id)
 
     def read(self, tenant: str, lo: datetime | None, hi: datetime | None, progress: Progress | None) -> pa.Table:
         objs = self.objects(tenant, lo, hi)

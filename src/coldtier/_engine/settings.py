@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .._crypto import Cipher
 from .._errors import InvalidRequest
 from .._options import ENGINE_OPTIONS
 from ..store import ObjectStore
@@ -24,6 +25,7 @@ class Settings:
     compression: str = ENGINE_OPTIONS["compression"].default
     compression_level: int | None = None
     workers: int = min(4, os.cpu_count() or 1)  # ENGINE_OPTIONS["workers"].default says so
+    encryption: Cipher | None = None  # per-tenant keys (coldtier._crypto); None: plaintext objects
 
     @classmethod
     def for_store(cls, store: type[ObjectStore] | ObjectStore, options: Mapping[str, Any]) -> Settings:
@@ -33,6 +35,8 @@ class Settings:
             given.setdefault("max_object_bytes", store.default_object_bytes)
         if given.get("compression") is None:
             given.pop("compression", None)
+        if given.get("encryption") is not None:
+            given["encryption"] = Cipher.of(given["encryption"])
         settings = cls(**given)
         limit = store.max_put_bytes
         if limit is not None and settings.max_object_bytes > limit:

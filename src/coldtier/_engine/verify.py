@@ -6,11 +6,15 @@ import hashlib
 from collections.abc import Callable
 from datetime import datetime
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import _format, _keys
+from .._crypto import PLAIN_COLUMNS, sealed_by
+from .._errors import ColdTierError
 from .._format import SCHEMA, UTC
 from .._types import ArchivedObject, Problem, VerifyReport
+from ..keys import key_tenant
 from .faults import reason
 from .read import Progress, Reader, Tally
 
@@ -65,11 +69,16 @@ def verify_object(reader: Reader, obj: ArchivedObject) -> VerifyReport:
         problem(f"content digest {actual} does not match the digest {obj.digest} in its name")
     if logical:
         _check_bytes(reader, obj, data, problem)
+    key_id = sealed_by(meta)
+    sealed = shredded = False  # an encrypted object whose encrypted columns are not checked here
     try:
-        table = pf.read(use_threads=False)
+        if key_id is None:
+            table = pf.read(use_threads=False)
+        else:
+            table, sealed, shredded = _read_sealed(reader, obj, data, key_id, problem)
     except Exception as exc:  # noqa: BLE001
         return problem(f"content digest cannot be checked: its events do not decode ({exc})")
-    got = [(f.name, f.type) for f in table.schema]
+    got = [(f.name, f.type) for f in (pf.schema_arrow if sealed else table.schema)]
     want = [(f.name, f.type) for f in SCHEMA]
     if got != want:
         return problem(f"has schema {got}, expected {want}")
@@ -77,10 +86,10 @@ def verify_object(reader: Reader, obj: ArchivedObject) -> VerifyReport:
         return VerifyReport(objects=1, events=table.num_rows, problems=tuple(problems))
     if logical:
         full = meta.get("coldtier.digest", "")
-        actual = _format.logical_digest(_format.conform(table))
+        actual = "" if sealed else _format.logical_digest(_format.conform(table))
         if full[:16] != obj.digest:
             problem(f"footer digest {full[:16] or '(none)'} does not match the digest {obj.digest} in its name")
-        elif actual != full:
+        elif not sealed and actual != full:
             problem(f"content digest {actual[:16]} (of its events) does not match the digest {obj.digest} in its name")
     if (fmt := meta.get("coldtier.format")) not in ("1", _format.FORMAT_VERSION):  # format 1: by its bytes, above
         problem(f"footer coldtier.format is {fmt!r}, expected {_format.FORMAT_VERSION!r}")
@@ -103,7 +112,38 @@ def verify_object(reader: Reader, obj: ArchivedObject) -> VerifyReport:
         lo, hi = pc.min_max(table.column("timestamp")).values()
         if lo.as_py().replace(tzinfo=UTC) < start or hi.as_py().replace(tzinfo=UTC) > end:
             problem("holds events outside its window")
-    return VerifyReport(objects=1, events=table.num_rows, problems=tuple(problems))
+    return VerifyReport(
+        objects=1,
+        events=table.num_rows,
+        problems=tuple(problems),
+        shredded=(obj.key,) if key_id is not None and shredded else (),
+    )
+
+
+def _read_sealed(
+    reader: Reader, obj: ArchivedObject, data: bytes, key_id: str, problem: Callable[[str], object]
+) -> tuple[pa.Table, bool, bool]:
+    """An encrypted object's events, decrypted when its key can be used; else its plaintext columns.
+
+    Returns ``(table, sealed, shredded)``.  Without keys (no ``encryption``)
+    the bytes, footer, schema and plaintext columns are checked and the
+    recorded logical digest is taken as written; a shredded key is reported
+    as such, an unusable one as a problem.
+    """
+    shredded = False
+    if key_tenant(key_id) != obj.tenant_id:
+        problem(f"is encrypted under tenant {key_tenant(key_id)!r}'s key, not {obj.tenant_id!r}'s")
+    elif reader.cipher is not None:
+        if reader.cipher.provider.state(key_id) == "shredded":
+            shredded = True
+        else:
+            try:
+                props = reader.cipher.decryption(obj.tenant_id, key_id)
+                return _format.open_parquet(data, props).read(use_threads=False), False, False
+            except ColdTierError as exc:  # KeyUnavailable, or another tenant's key
+                problem(f"its encrypted columns cannot be checked: {exc}")
+    plain = _format.open_parquet(data).read(columns=list(PLAIN_COLUMNS), use_threads=False)
+    return plain, True, shredded
 
 
 def _check_bytes(reader: Reader, obj: ArchivedObject, data: bytes, problem: Callable[[str], object]) -> None:

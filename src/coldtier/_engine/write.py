@@ -297,7 +297,7 @@ class Writer:
         return encode(tenant, call, table, part, parts, settings=self._settings)
 
     def _put(self, obj: Encoded) -> Stored:
-        return put(self._store, obj)
+        return put(self._store, obj, self._settings.encryption)
 
 
 def _run_checks(checks: Sequence[Check], pool: ThreadPoolExecutor | None) -> pa.Table | None:

@@ -8,6 +8,8 @@
     coldtier read    [URL] --tenant T [--start S] [--end E | --day D] [--format jsonl|parquet|table] [-o OUT]
     coldtier verify  [URL] [--tenant T] [--shard I/N] [--state FILE [--recheck-after DAYS]] [--sample P] [--json]
     coldtier probe   [URL] [--json]
+    coldtier shred   [URL] --tenant T --encryption KEYS --yes [--json]
+    coldtier keys    rotate --encryption KEYS --to NEW_KEYS | providers
 
 ``URL`` may be left out when ``COLDTIER_URL`` is set.  Backend options go in
 the URL's query string or as repeated ``--opt name=value`` (credentials only
@@ -20,7 +22,8 @@ stdout and stderr are both a terminal.
 Built on the public API only (``coldtier``, ``coldtier.jsonl``), one module
 per concern: ``_common`` (URL, options, times, output), ``_progress``,
 ``_input`` (the file ``archive`` reads), ``_archive_cmd``, ``_read``,
-``_commands`` (backends, ls, verify, probe), ``_main`` (group, logging, exit
+``_commands`` (backends, ls, verify, probe), ``_keys_cmd`` (shred, keys,
+``--encryption``, ``--new-key``), ``_main`` (group, logging, exit
 codes).  Needs the ``cli`` extra: ``pip install 'coldtier[cli]'``.
 """
 

@@ -32,6 +32,7 @@ from ._common import (
     window,
 )
 from ._input import POS, Source, check_window, chunks, explain, open_source, utc_times
+from ._keys_cmd import resume_key
 from ._progress import Bar, Timer
 
 #: Inputs up to this many MiB of Arrow data are held and archived as tables:
@@ -210,6 +211,7 @@ def _archive_input(table: pa.Table, src: Source) -> pa.Table:
 
 
 def _store(archive: coldtier.Archive, batch: _Batch, src: Source) -> coldtier.Receipt:
+    resume_key(archive, batch.tenant)
     try:
         return archive.archive(batch.tenant, batch.start, batch.end, _archive_input(batch.table, src))
     except coldtier.InvalidRequest as exc:
@@ -243,6 +245,7 @@ def _stream(
             yield from table.cast(schema[0]).to_batches()
 
     reader = pa.RecordBatchReader.from_batches(schema[0], batches())
+    resume_key(archive, batch.tenant)
     try:
         return archive.archive(batch.tenant, batch.start, batch.end, reader)
     except coldtier.InvalidRequest as exc:

@@ -179,6 +179,7 @@ def verify_cmd(
                 "events": report.events,
                 "skipped": report.skipped,
                 "shard": shard,
+                "shredded": list(report.shredded),
                 "damaged": [{"key": key, "problems": messages} for key, messages in damaged.items()],
                 "problems": [{"key": p.key, "message": one_line(p.message)} for p in report.problems],
             }
@@ -186,11 +187,15 @@ def verify_cmd(
     else:
         for key, messages in damaged.items():
             click.echo(f"PROBLEM {key}: {'; '.join(messages)}")
+        for key in report.shredded:
+            click.echo(f"SHREDDED {key}")
         counts = f"{count(report.objects, 'object')}, {count(report.events, 'event')}"
         if report.skipped:
             counts += f" ({count(report.skipped, 'object')} skipped)"
         if shard is not None:
             counts = f"shard {shard}: {counts}"
+        if report.shredded:  # unreadable by design, not damage: bytes, footer and schema were checked
+            counts += f", {count(len(report.shredded), 'shredded object')}"
         if report.ok:
             click.echo(f"{archive.description()}: {counts}: OK")
         else:

@@ -189,8 +189,12 @@ def open_url(url: str | None, opts: tuple[str, ...]) -> coldtier.Archive:
             "memory:// keeps nothing once the command exits, so nothing archived would survive: "
             "use a directory (or file:///path) for a local archive"
         )
+    options: dict[str, Any] = dict(parse_opts(opts))
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and (keys := ctx.meta.get("coldtier.encryption")):  # --encryption (cli._keys_cmd)
+        options.setdefault("encryption", keys)
     try:
-        archive = coldtier.open_archive(url, **parse_opts(opts))
+        archive = coldtier.open_archive(url, **options)
     except coldtier.InvalidRequest as exc:
         credential = _CREDENTIAL_RE.search(str(exc))
         if credential is None:

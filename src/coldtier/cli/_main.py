@@ -20,6 +20,7 @@ import coldtier
 from ._archive_cmd import archive_cmd
 from ._commands import backends, ls_cmd, probe_cmd, verify_cmd
 from ._common import EXIT_PROBLEMS, EXIT_USAGE, InputError, one_line
+from ._keys_cmd import encryption_param, keys_cmd, new_key_param, shred_cmd
 from ._read import read_cmd
 
 _EXAMPLES = """\b
@@ -30,6 +31,8 @@ Examples:
   coldtier read s3://bucket/cold --tenant acme --day 2024-03-02 --format table
   coldtier read s3://bucket/cold --tenant acme --start 2024-03 --end 2024-03 -o march.parquet
   coldtier verify s3://bucket/cold
+  coldtier archive ./archive events.jsonl --encryption file:///srv/keyring
+  coldtier shred ./archive --tenant acme --encryption file:///srv/keyring --yes
 """
 
 #: Errors that mean "what you asked for cannot be done as asked" (exit 2).
@@ -177,7 +180,10 @@ def cli() -> None:
     """
 
 
-for _command in (archive_cmd, backends, ls_cmd, read_cmd, verify_cmd, probe_cmd):
+for _command in (archive_cmd, read_cmd, verify_cmd, shred_cmd):
+    _command.params.append(encryption_param())
+archive_cmd.params.append(new_key_param())
+for _command in (archive_cmd, backends, ls_cmd, read_cmd, verify_cmd, probe_cmd, shred_cmd, keys_cmd):
     _command.params.extend(_logging_params())
     cli.add_command(_command)
 
