@@ -86,7 +86,10 @@ class EncryptionTests:
         with pytest.raises(OSError, match=r"[Dd]ecrypt"):
             pf.read(columns=["payload"])
 
-        assert pickle.loads(pickle.dumps(archive)).read("acme").equals(table)  # a worker's copy (§11)
+        with pytest.MonkeyPatch.context() as env:  # a worker's copy (§11): credentials from its environment
+            env.setenv("AWS_ACCESS_KEY_ID", "testing")
+            env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+            assert pickle.loads(pickle.dumps(archive)).read("acme").equals(table)
         report = plain.verify()  # without keys: bytes, footer, schema, plaintext columns
         assert report.ok and report.events == 300 and report.shredded == ()
         assert archive.verify().ok

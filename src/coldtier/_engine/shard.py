@@ -18,6 +18,7 @@ and over days (``state`` plus ``recheck_after``, or ``sample``):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import random
@@ -230,4 +231,4 @@ class Plan:
         """``report`` with the skipped count; the state saved."""
         if self.state is not None:
             self.state.save()
-        return VerifyReport(report.objects, report.events, report.problems, skipped=self.skipped)
+        return dataclasses.replace(report, skipped=self.skipped)
