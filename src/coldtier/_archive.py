@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeAlias
 
 import pyarrow as pa
 
-from ._types import ArchivedObject, Event, Receipt, VerifyReport
+from ._types import ArchivedObject, Event, ExpireReport, Receipt, RepackReport, VerifyReport
 
 __all__ = ["Archive", "EventsInput", "Progress"]
 
@@ -127,6 +127,40 @@ class Archive(abc.ABC):
         be listed raises :class:`~coldtier.ArchiveReadError`, a location that
         does not exist :class:`~coldtier.ArchiveNotFound` (never "OK").
         """
+
+    def repack(
+        self,
+        tenant_id: str,
+        month: str | None = None,
+        *,
+        target_bytes: int = 64 * 2**20,
+        min_objects: int = 2,
+        grace: timedelta = timedelta(hours=1),
+        dry_run: bool = False,
+    ) -> RepackReport:
+        """Merge a tenant-month's small objects (all months if ``month`` is None) into ~``target_bytes`` ones.
+
+        Objects under half the target are merged (each event once, sorted,
+        format 2) and written create-only, then a create-only receipt names
+        the merged objects and their sources; the sources are deleted only
+        once ``grace`` has passed since that receipt (a later run, or
+        ``grace=timedelta(0)``) and the merged objects verify.  Readers see
+        the same events at every moment; a crash at any step loses nothing and
+        a rerun completes it.  Objects the store protects (Object Lock, a
+        storage class's minimum duration) are left as they are, each with the
+        reason in ``skipped``: nothing is written that could not be finished.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not repack")
+
+    def expire(self, tenant_id: str, before: datetime, *, dry_run: bool = False) -> ExpireReport:
+        """Delete ``tenant_id``'s objects whose window lies wholly before ``before``.
+
+        An object overlapping ``before`` (ending exactly at it, or straddling
+        it) is kept; objects the store protects are refused and listed in
+        ``refused``; with ``dry_run`` nothing is deleted.  An ``expire``
+        receipt is written first, so verify knows the deletions were meant.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not expire")
 
     @abc.abstractmethod
     def probe(self) -> None:

@@ -7,7 +7,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-__all__ = ["ArchivedObject", "Event", "Problem", "Receipt", "VerifyReport"]
+__all__ = [
+    "ArchivedObject",
+    "Event",
+    "ExpireReport",
+    "Problem",
+    "Receipt",
+    "RepackReport",
+    "VerifyReport",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,15 +80,76 @@ class Problem:
 
 @dataclass(frozen=True, slots=True)
 class VerifyReport:
-    """Outcome of :meth:`Archive.verify`; ``ok`` only when no problem was found."""
+    """Outcome of :meth:`Archive.verify`; ``ok`` only when no problem was found.
+
+    ``unrecorded`` are objects no receipt of the ledger names that are not
+    damage: format-1 and allsource-core files, and every object of a tenant
+    archived before coldtier kept a ledger (DESIGN.md §10).
+    """
 
     objects: int
     events: int
     problems: tuple[Problem, ...] = field(default=())
+    unrecorded: tuple[str, ...] = field(default=())
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+@dataclass(frozen=True, slots=True)
+class RepackReport:
+    """Outcome of :meth:`Archive.repack` of one tenant's months.
+
+    ``sources`` are the small objects merged into ``written`` (by this run, or
+    by an earlier one whose deletions this run finished); ``deleted`` the
+    sources removed now, ``pending`` those kept until the grace period since
+    their receipt has passed.  ``skipped`` says why an object was left as it
+    is (the store protects it, it is format 1 or foreign, ...); ``refused``
+    are deletions due that the store forbids — ``ok`` is False only then.
+    With ``dry_run`` nothing was written or deleted: the lists say what would be.
+    """
+
+    tenant_id: str
+    dry_run: bool
+    sources: tuple[str, ...] = ()
+    written: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+    pending: tuple[str, ...] = ()
+    receipts: tuple[str, ...] = ()
+    skipped: tuple[Problem, ...] = ()
+    refused: tuple[Problem, ...] = ()
+    objects_before: int = 0
+    bytes_before: int = 0
+    objects_after: int = 0
+    bytes_after: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.refused
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireReport:
+    """Outcome of :meth:`Archive.expire`: objects wholly before ``before``, deleted or refused.
+
+    ``expired`` are the objects deleted (with ``dry_run``: that would be);
+    ``refused`` those the store protects (Object Lock, a minimum storage
+    duration), each with the reason — ``ok`` is False when there are any.
+    """
+
+    tenant_id: str
+    before: datetime
+    dry_run: bool
+    expired: tuple[str, ...] = ()
+    refused: tuple[Problem, ...] = ()
+    kept: int = 0
+    bytes: int = 0
+    receipt: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.refused
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -8,8 +8,8 @@ reading), ``verify``, ``probe``, ``faults`` (errors translated once),
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from datetime import datetime
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -17,10 +17,12 @@ import pyarrow as pa
 from .. import _validate
 from .._archive import Archive, EventsInput
 from .._options import ENGINE_OPTIONS, parse_url
-from .._types import ArchivedObject, Event, Receipt, VerifyReport
+from .._types import ArchivedObject, Event, ExpireReport, Receipt, RepackReport, VerifyReport
+from .._validate.window import _aware_utc as aware_utc
 from ..store import ObjectStore
 from . import probe as _probe
 from . import verify as _verify
+from .lifecycle import DEFAULT_GRACE, DEFAULT_TARGET_BYTES, Lifecycle
 from .read import Progress, Reader, with_tenant
 from .settings import Settings
 from .write import Writer
@@ -36,6 +38,7 @@ class StoreArchive(Archive):
         self._settings = Settings.for_store(type(store), options)
         self._writer = Writer(store, self._settings)
         self._reader = Reader(store, self._settings)
+        self._lifecycle = Lifecycle(store, self._reader, self._settings)
 
     @classmethod
     def from_url(cls, url: str, /, **options: Any) -> StoreArchive:
@@ -130,6 +133,42 @@ class StoreArchive(Archive):
 
     def verify_object(self, obj: ArchivedObject) -> VerifyReport:
         return _verify.verify_object(self._reader, obj)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def repack(
+        self,
+        tenant_id: str,
+        month: str | None = None,
+        *,
+        target_bytes: int = DEFAULT_TARGET_BYTES,
+        min_objects: int = 2,
+        grace: timedelta = DEFAULT_GRACE,
+        dry_run: bool = False,
+        progress: Callable[[str], None] | None = None,
+    ) -> RepackReport:
+        tenant = _validate.validate_tenant(tenant_id)
+        return self._lifecycle.repack(
+            tenant,
+            month,
+            target_bytes=target_bytes,
+            min_objects=min_objects,
+            grace=grace,
+            dry_run=dry_run,
+            step=progress,
+        )
+
+    def expire(
+        self,
+        tenant_id: str,
+        before: datetime,
+        *,
+        dry_run: bool = False,
+        progress: Callable[[str], None] | None = None,
+    ) -> ExpireReport:
+        tenant = _validate.validate_tenant(tenant_id)
+        when = aware_utc(before, "before")
+        return self._lifecycle.expire(tenant, when, dry_run=dry_run, step=progress)
 
     def probe(self) -> None:
         _probe.probe(self._store)

@@ -34,6 +34,7 @@ class Stored:
     events: int
     size: int
     created: bool
+    digest: str = ""  # logical: what the ledger's receipt records
 
 
 class TooLarge(Exception):
@@ -61,7 +62,7 @@ def put(store: ObjectStore, obj: Encoded) -> Stored:
     with writing(store, f"storing {obj.key}"):
         created = store.put(obj.key, obj.data, sha256=obj.sha256, metadata={"digest": obj.digest})
     size = len(obj.data) if created else confirm(store, obj)
-    return Stored(obj.key, obj.events, size, created)
+    return Stored(obj.key, obj.events, size, created, obj.digest)
 
 
 def confirm(store: ObjectStore, obj: Encoded) -> int:

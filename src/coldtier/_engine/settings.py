@@ -24,6 +24,7 @@ class Settings:
     compression: str = ENGINE_OPTIONS["compression"].default
     compression_level: int | None = None
     workers: int = min(4, os.cpu_count() or 1)  # ENGINE_OPTIONS["workers"].default says so
+    ledger: bool = ENGINE_OPTIONS["ledger"].default
 
     @classmethod
     def for_store(cls, store: type[ObjectStore] | ObjectStore, options: Mapping[str, Any]) -> Settings:

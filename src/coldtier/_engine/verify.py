@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 from .. import _format, _keys
 from .._format import SCHEMA, UTC
 from .._types import ArchivedObject, Problem, VerifyReport
+from . import ledger
 from .faults import reason
 from .read import Progress, Reader, Tally
 
@@ -18,18 +19,27 @@ __all__ = ["verify", "verify_object"]
 
 
 def verify(reader: Reader, tenants: list[str], progress: Progress | None) -> VerifyReport:
-    """Check every object of ``tenants`` (``workers`` at a time); listing failures raise."""
-    objs = [o for listed in reader.map(lambda t: reader.objects(t, None, None), tenants) for o in listed]
+    """Check every object of ``tenants`` (``workers`` at a time), then the ledger; listing failures raise."""
+    listed = reader.map(lambda t: reader.objects(t, None, None), tenants)
+    objs = [o for found in listed for o in found]
     tally = Tally(progress, objs)
-    checked = reader.map(lambda o: tally.done(o, verify_object(reader, o)), objs)
+    seen = ledger.Seen()
+    checked = reader.map(lambda o: tally.done(o, verify_object(reader, o, seen)), objs)
+    problems = [p for r in checked for p in r.problems]
+    unrecorded: list[str] = []
+    for tenant, found in zip(tenants, listed, strict=True):
+        more, loose = ledger.check(reader, tenant, found, seen)
+        problems.extend(more)
+        unrecorded.extend(loose)
     return VerifyReport(
         objects=len(objs),
         events=sum(r.events for r in checked),
-        problems=tuple(p for r in checked for p in r.problems),
+        problems=tuple(problems),
+        unrecorded=tuple(unrecorded),
     )
 
 
-def verify_object(reader: Reader, obj: ArchivedObject) -> VerifyReport:
+def verify_object(reader: Reader, obj: ArchivedObject, seen: ledger.Seen | None = None) -> VerifyReport:
     """One object's check; a failure to read it is a finding, not an exception."""
     problems: list[Problem] = []
 
@@ -59,6 +69,8 @@ def verify_object(reader: Reader, obj: ArchivedObject) -> VerifyReport:
     want = [(f.name, f.type) for f in SCHEMA]
     if got != want:
         return problem(f"has schema {got}, expected {want}")
+    if seen is not None:
+        seen.add(obj, table, meta)
     if obj.digest is None:  # foreign (allsource-core) file: readability and schema only
         return VerifyReport(objects=1, events=table.num_rows, problems=tuple(problems))
     if logical:
