@@ -137,6 +137,7 @@ class Archive(abc.ABC):
         min_objects: int = 2,
         grace: timedelta = timedelta(hours=1),
         dry_run: bool = False,
+        progress: Callable[[str], None] | None = None,
     ) -> RepackReport:
         """Merge a tenant-month's small objects (all months if ``month`` is None) into ~``target_bytes`` ones.
 
@@ -149,10 +150,19 @@ class Archive(abc.ABC):
         a rerun completes it.  Objects the store protects (Object Lock, a
         storage class's minimum duration) are left as they are, each with the
         reason in ``skipped``: nothing is written that could not be finished.
+        ``progress(what)``, if given, is called after each object read,
+        written or deleted.
         """
         raise NotImplementedError(f"{type(self).__name__} does not repack")
 
-    def expire(self, tenant_id: str, before: datetime, *, dry_run: bool = False) -> ExpireReport:
+    def expire(
+        self,
+        tenant_id: str,
+        before: datetime,
+        *,
+        dry_run: bool = False,
+        progress: Callable[[str], None] | None = None,
+    ) -> ExpireReport:
         """Delete ``tenant_id``'s objects whose window lies wholly before ``before``.
 
         An object overlapping ``before`` (ending exactly at it, or straddling

@@ -142,6 +142,7 @@ def verify_cmd(*, url: str | None, tenant: str | None, opts: tuple[str, ...], as
                 "events": report.events,
                 "damaged": [{"key": key, "problems": messages} for key, messages in damaged.items()],
                 "problems": [{"key": p.key, "message": one_line(p.message)} for p in report.problems],
+                "unrecorded": list(report.unrecorded),
             }
         )
     else:
@@ -153,6 +154,8 @@ def verify_cmd(*, url: str | None, tenant: str | None, opts: tuple[str, ...], as
         else:
             damage = f"{count(len(damaged), 'damaged object')}: {count(len(report.problems), 'problem')}"
             click.echo(f"{archive.description()}: {counts}, {damage}")
+        if report.unrecorded:  # not damage: format 1, allsource-core files, archived before the ledger
+            click.echo(f"{count(len(report.unrecorded), 'object')} unrecorded in the ledger (not damage)")
     if report.objects == 0:
         if tenant is not None:
             say_empty(archive, tenant, None, None, "objects")

@@ -20,6 +20,7 @@ import coldtier
 from ._archive_cmd import archive_cmd
 from ._commands import backends, ls_cmd, probe_cmd, verify_cmd
 from ._common import EXIT_PROBLEMS, EXIT_USAGE, InputError, one_line
+from ._lifecycle import expire_cmd, repack_cmd
 from ._read import read_cmd
 
 _EXAMPLES = """\b
@@ -166,11 +167,11 @@ def cli() -> None:
     Exit codes: 0 ok, 1 problems found or the operation failed, 2 usage or
     input error; every failure is one line on stderr (-v shows log records,
     COLDTIER_DEBUG=1 the traceback).  --json (archive, backends, ls, verify,
-    probe) gives output for scripts; read writes JSON Lines already.
+    probe, repack, expire) gives output for scripts; read writes JSON Lines already.
     """
 
 
-for _command in (archive_cmd, backends, ls_cmd, read_cmd, verify_cmd, probe_cmd):
+for _command in (archive_cmd, backends, ls_cmd, read_cmd, verify_cmd, probe_cmd, repack_cmd, expire_cmd):
     _command.params.extend(_logging_params())
     cli.add_command(_command)
 
