@@ -41,8 +41,6 @@ ROOT = Path(__file__).resolve().parents[1]
 BASE = datetime(2024, 3, 1, tzinfo=UTC)
 BACKENDS = ["local", "memory", "s3", "gcs"]
 TRIALS = int(os.environ.get("COLDTIER_CRASH_TRIALS", "20"))
-#: Kills land uniformly in this many seconds after the child is ready (its repack takes about as long).
-DELAY = {"local": 0.5, "s3": 1.5}
 
 
 @dataclass
@@ -262,7 +260,9 @@ def test_repack_500_hourly_objects(rig: Rig, capsys: pytest.CaptureFixture[str])
         """read() at moments inside the repack: merged objects written, receipt, 1, 250 and 500 sources gone."""
         nonlocal reads, deletes
         deletes += what.startswith("deleted")
-        if what.startswith(("wrote", "recorded")) or (deletes in (1, 250, 500) and what.startswith("deleted")):
+        if what.startswith(("wrote", "recorded")) or (
+            deletes in (1, 250, 500) and what.startswith("deleted")
+        ):
             counted = calls.copy()  # the repack's requests only
             assert archive.read("acme").equals(expected), what
             calls.clear()
@@ -444,7 +444,7 @@ def test_killed_repacks_rerun_to_a_complete_archive(
     crash_rig: Rig, request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rng = random.Random(14)
-    hours, target = (40, 6_000) if crash_rig.backend == "local" else (24, 4_000)
+    hours, target = 24, 4_000  # a few merged objects of ~4 KB
     stages: Counter[str] = Counter()
     for trial in range(TRIALS):
         rig = crash_rig if trial == 0 else _rig(request, crash_rig.backend, tmp_path / f"t{trial}")
@@ -466,19 +466,16 @@ def test_killed_repacks_rerun_to_a_complete_archive(
             env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
         )
         assert child.stdout is not None
-        assert child.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0, DELAY[crash_rig.backend]))
-        if child.poll() is not None:
-            stages["finished before the kill"] += 1
-        child.send_signal(signal.SIGKILL)
-        child.wait(30)
-        left = rig.objects()
-        if len(left) == hours:
-            stages["killed before merged objects"] += 1
-        elif len(left) > hours:
-            stages["killed after merged objects, before deletes"] += 1
-        else:
-            stages["killed during deletes"] += 1
+        with child.stdout:
+            assert child.stdout.readline().strip() == "ready"
+            # A random step of read, write, record, delete; the kill lands at it or a little after.
+            kill_at, last = rng.randrange(1, 2 * hours + 4), "ready"
+            for _ in range(kill_at):
+                last = child.stdout.readline().strip() or last
+            time.sleep(rng.uniform(0, 0.02))
+            child.send_signal(signal.SIGKILL)
+            child.wait(30)
+        stages[last.split(" ", 1)[0]] += 1
         # Nothing partial, whatever the moment: every stored object decodes to its name's digest.
         assert check_store(rig.raw).partial == []
         assert archive.read("acme").equals(expected), f"trial {trial}"
@@ -490,9 +487,13 @@ def test_killed_repacks_rerun_to_a_complete_archive(
         merged = archive.objects("acme")
         assert all(o.size >= target // 2 for o in merged) or len(merged) == 1, [o.size for o in merged]
         assert len(rig.objects()) == len(merged)  # no orphan, no source left
-        assert check_store(rig.raw).temp == []
+        # A temp file only if the kill came between a local link and its unlink: the killed
+        # child's, invisible to readers, swept by the next write into its directory.
+        assert all(f".~coldtier.{child.pid}." in k for k in check_store(rig.raw).temp)
     with capsys.disabled():
-        print(f"\n[{crash_rig.backend}] {TRIALS} killed repacks: {dict(stages)}; every rerun complete")
+        print(
+            f"\n[{crash_rig.backend}] {TRIALS} killed repacks, by last step seen: {dict(stages)}; reruns complete"
+        )
 
 
 def _fresh_s3(request: pytest.FixtureRequest) -> Rig:
