@@ -128,6 +128,7 @@ class _Run:
     refused: list[Problem] = field(default_factory=list)
     before: list[ArchivedObject] = field(default_factory=list)
     after: list[ArchivedObject] = field(default_factory=list)
+    digests: dict[str, str] = field(default_factory=dict)  # of the sources read, from their checked footers
 
     def report(self) -> RepackReport:
         return RepackReport(
@@ -154,7 +155,6 @@ class Lifecycle:
         self._store = store
         self._reader = reader
         self._settings = settings
-        self._digests: dict[str, str] = {}  # of the sources read, from their checked footers
 
     # -- repack ------------------------------------------------------------------
 
@@ -246,7 +246,7 @@ class Lifecycle:
             stored.append(put(self._store, encoded))
             step(f"wrote {encoded.key}")
         win = Window(min(o.start for o in sources), max(o.end for o in sources))
-        digests = self._digests
+        digests = run.digests
         key = ledger.record(  # 4. the receipt
             self._store,
             "repack",
@@ -283,7 +283,7 @@ class Lifecycle:
                 run.skipped.append(Problem(obj.key, "format 1: coldtier never rewrites it"))
                 return None
             table = _format.decode(data, digest=obj.digest)
-            self._digests[obj.key] = meta["coldtier.digest"]
+            run.digests[obj.key] = meta["coldtier.digest"]
         except (ColdTierError, _format.Damaged, pa.ArrowException, OSError, ValueError) as exc:
             run.skipped.append(Problem(obj.key, f"not merged: it does not verify ({reason(exc)})"))
             return None
