@@ -273,9 +273,12 @@ def test_repack_500_hourly_objects(rig: Rig, capsys: pytest.CaptureFixture[str])
     first = archive.repack("acme", "2024-03", target_bytes=40_000, progress=check)
     assert first.objects_before == 500 and len(first.sources) == 500 and len(first.pending) == 500
     assert first.deleted == () and first.ok
+    merging = calls.copy()
     assert archive.read("acme").equals(expected) and archive.verify().ok
+    calls.clear()
     second = archive.repack("acme", "2024-03", target_bytes=40_000, grace=timedelta(0), progress=check)
     took = time.monotonic() - began
+    deleting = calls.copy()
     assert len(second.deleted) == 500 and second.written == () and second.ok
     after = archive.objects("acme")
     assert {o.key for o in after} == set(first.written)
@@ -290,7 +293,8 @@ def test_repack_500_hourly_objects(rig: Rig, capsys: pytest.CaptureFixture[str])
     with capsys.disabled():
         print(
             f"\n[{rig.backend}] 500 hourly objects: {before} objects, {first.bytes_before} B -> "
-            f"{len(after)} objects, {second.bytes_after} B; repack requests {dict(calls)}; "
+            f"{len(after)} objects, {second.bytes_after} B; requests: merge {dict(merging)}, "
+            f"delete {dict(deleting)}; "
             f"{reads} reads during it; archive {written:.1f} s, repack {took:.1f} s (loaded machine)"
         )
 

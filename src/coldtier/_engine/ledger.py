@@ -110,12 +110,21 @@ def record(
     return key
 
 
-def load(reader: Reader, tenant: str) -> tuple[list[Entry], list[Problem]]:
-    """Every receipt of ``tenant`` (listing failures raise); unreadable receipts are problems."""
+def load(
+    reader: Reader, tenant: str, *, kind: str | None = None, month: str | None = None
+) -> tuple[list[Entry], list[Problem]]:
+    """The receipts of ``tenant`` (of one ``kind``, one ``month``: read by name only); listing failures raise.
+
+    Unreadable receipts are problems.
+    """
     top = f"{_MONTH_DIR}/{tenant}"
-    months = sorted(e.key for e in reader.ls(top) if e.is_dir)
+    months = sorted(e.key for e in reader.ls(top) if e.is_dir and (month is None or e.name == month))
     keys = sorted(e.key for listing in reader.map(reader.ls, months) for e in listing if not e.is_dir)
-    keys = [k for k in keys if k.endswith(".json")]
+    keys = [
+        k
+        for k in keys
+        if k.endswith(".json") and (kind is None or k.rsplit("/", 1)[-1].startswith(f"{kind}."))
+    ]
     problems: list[Problem] = []
 
     def one(key: str) -> Entry | None:

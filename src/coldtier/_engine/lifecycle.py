@@ -179,7 +179,7 @@ class Lifecycle:
             raise InvalidRequest(f"month must be YYYY-MM, got {month!r}")
         target = min(target_bytes, self._settings.max_object_bytes)
         run = _Run(tenant, dry_run)
-        entries, _ = ledger.load(self._reader, tenant)
+        entries, _ = ledger.load(self._reader, tenant, kind="repack", month=month)
         for m in [month] if month is not None else months(self._reader, tenant):
             ours = [e for e in entries if e.kind == "repack" and e.key.split("/")[2] == m]
             listed = month_objects(self._reader, tenant, m)
