@@ -167,7 +167,8 @@ def cli() -> None:
     Exit codes: 0 ok, 1 problems found or the operation failed, 2 usage or
     input error; every failure is one line on stderr (-v shows log records,
     COLDTIER_DEBUG=1 the traceback).  --json (archive, backends, ls, verify,
-    probe, repack, expire) gives output for scripts; read writes JSON Lines already.
+    probe) gives output for scripts, and so it does for repack and expire; read
+    writes JSON Lines already.
     """
 
 
