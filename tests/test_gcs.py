@@ -25,6 +25,7 @@ from coldtier.testing import (
     make_events,
     window_of,
 )
+from coldtier.testing._checks import written
 from tests._fakegcs import FakeGCS, HTTPBackdoor
 from tests._reliability import Figures
 
@@ -86,7 +87,7 @@ def test_gcs_scheme_is_the_same_backend(fake_gcs: FakeGCS, gcs_bucket: str) -> N
     receipt = gcs.archive("acme", start, end, events)
     assert gs.archive("acme", start, end, events).keys == receipt.keys
     assert gs.read("acme").num_rows == 20
-    assert HTTPBackdoor(fake_gcs, gcs_bucket).list_keys() == list(receipt.keys)
+    assert written(HTTPBackdoor(fake_gcs, gcs_bucket)) == list(receipt.keys)
 
 
 def test_object_resource_carries_digest_and_storage_class(fake_gcs: FakeGCS, gcs_bucket: str) -> None:
@@ -96,7 +97,7 @@ def test_object_resource_carries_digest_and_storage_class(fake_gcs: FakeGCS, gcs
     )
     (key,) = archive.archive("acme", *window_of(events), events).keys
     backdoor = HTTPBackdoor(fake_gcs, gcs_bucket, PREFIX)
-    (resource,) = backdoor.objects()
+    (resource,) = [o for o in backdoor.objects() if o["name"].endswith(".parquet")]  # not the receipt
     assert resource["name"] == f"{PREFIX}/{key}"
     assert resource["storageClass"] == "ARCHIVE"
     assert resource["metadata"][SHA256_METADATA] == hashlib.sha256(backdoor.get(key)).hexdigest()
@@ -106,7 +107,9 @@ def test_objects_stay_under_max_object_bytes(fake_gcs: FakeGCS, gcs_bucket: str)
     events = make_events("acme", 3000)
     archive = coldtier.open_archive(f"gs://{gcs_bucket}", endpoint_url=fake_gcs.url, max_object_bytes=40_000)
     receipt = archive.archive("acme", *window_of(events), events)
-    sizes = [int(o["size"]) for o in HTTPBackdoor(fake_gcs, gcs_bucket).objects()]
+    sizes = [
+        int(o["size"]) for o in HTTPBackdoor(fake_gcs, gcs_bucket).objects() if o["name"].endswith(".parquet")
+    ]
     assert len(sizes) == len(receipt.keys) > 1
     assert max(sizes) <= 40_000 and sum(sizes) == receipt.bytes
     assert archive.read("acme").num_rows == 3000
@@ -155,9 +158,9 @@ def test_lost_response_to_a_successful_upload_still_succeeds(
     proxy.add(Rule(action="drop", method="POST", path=UPLOAD, times=1))
     events = make_events("acme", 50)
     receipt = via_proxy.archive("acme", *window_of(events), events)
-    assert _uploads(proxy) == [200, 412]  # stored, response lost; retry refused, then confirmed
+    assert _uploads(proxy) == [200, 412, 200]  # stored, response lost; retry refused, confirmed; receipt
     assert not receipt.created  # this call cannot know the first write was its own
-    assert HTTPBackdoor(fake_gcs, gcs_bucket, PREFIX).list_keys() == list(receipt.keys)
+    assert written(HTTPBackdoor(fake_gcs, gcs_bucket, PREFIX)) == list(receipt.keys)
     assert via_proxy.read("acme").num_rows == 50
 
 
@@ -168,8 +171,8 @@ def test_burst_of_errors_is_retried(
     proxy.add(Rule(action="status", method="POST", path=UPLOAD, status=status, times=2))
     events = make_events("acme", 50)
     receipt = via_proxy.archive("acme", *window_of(events), events)
-    assert _uploads(proxy) == [status, status, 200] and receipt.created
-    assert HTTPBackdoor(fake_gcs, gcs_bucket, PREFIX).list_keys() == list(receipt.keys)
+    assert _uploads(proxy) == [status, status, 200, 200] and receipt.created  # the object, its receipt
+    assert written(HTTPBackdoor(fake_gcs, gcs_bucket, PREFIX)) == list(receipt.keys)
 
 
 def test_connection_reset_mid_upload_is_retried(
@@ -178,8 +181,8 @@ def test_connection_reset_mid_upload_is_retried(
     proxy.add(Rule(action="reset", method="POST", path=UPLOAD, times=1))
     events = make_events("acme", 50)
     receipt = via_proxy.archive("acme", *window_of(events), events)
-    assert receipt.created and len(_uploads(proxy)) == 2
-    assert HTTPBackdoor(fake_gcs, gcs_bucket, PREFIX).list_keys() == list(receipt.keys)
+    assert receipt.created and len(_uploads(proxy)) == 3  # reset, the object, its receipt
+    assert written(HTTPBackdoor(fake_gcs, gcs_bucket, PREFIX)) == list(receipt.keys)
 
 
 def test_permanent_503_fails_fast_and_stores_nothing(
@@ -229,7 +232,7 @@ def test_emulator_host_from_environment(
     archive = coldtier.open_archive(f"gs://{gcs_bucket}/{PREFIX}")  # anonymous: plain-HTTP emulator
     events = make_events("acme", 5)
     (key,) = archive.archive("acme", *window_of(events), events).keys
-    assert HTTPBackdoor(fake_gcs, gcs_bucket, PREFIX).list_keys() == [key]
+    assert written(HTTPBackdoor(fake_gcs, gcs_bucket, PREFIX)) == [key]
 
 
 def test_missing_default_credentials_is_a_clear_error(

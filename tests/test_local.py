@@ -22,6 +22,7 @@ from coldtier.testing import (
     make_events,
     window_of,
 )
+from coldtier.testing._checks import RESERVED_PREFIX
 from tests._reliability import Figures
 
 
@@ -124,5 +125,11 @@ def test_killed_writer_leaves_no_partial_object(tmp_path: Path, delay: float) ->
     table = archive.read("acme")
     assert table.num_rows == 600_000
     assert archive.verify().ok
-    leftovers = [p for p in root.rglob("*") if p.is_file() and not p.name.endswith(".parquet")]
+    leftovers = [
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and not p.name.endswith(".parquet")
+        and not p.relative_to(root).parts[0].startswith(RESERVED_PREFIX)  # the ledger's receipts
+    ]
     assert leftovers == []

@@ -54,7 +54,7 @@ def test_puts_are_signed_for_region_auto_with_only_our_checksum(moto_url: str, f
     with FaultProxy(moto_url) as proxy:
         archive = coldtier.open_archive(archive_url("r2", fresh_bucket, "p", proxy.url), **CREDENTIALS)
         archive.archive("acme", *window_of(events), events)
-        (put,) = proxy.requests("PUT")
+        put, _receipt = proxy.requests("PUT")  # the object, then the ledger's receipt
     headers = {k.lower(): v for k, v in put.headers.items()}
     assert re.search(r"Credential=[^/]+/\d{8}/auto/s3/aws4_request", headers["authorization"])
     assert headers["if-none-match"] == "*"

@@ -26,6 +26,7 @@ from coldtier.testing import (
     make_events,
     window_of,
 )
+from coldtier.testing._checks import written
 from tests._moto import CREDENTIALS, BotoBackdoor, MotoRig, archive_url
 from tests._reliability import Figures
 
@@ -179,7 +180,7 @@ def test_credentials_from_the_aws_chain(
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret")
         coldtier.open_archive(url).archive("acme", *window_of(events), events)
         auth = [r.headers["Authorization"] for r in proxy.requests()]
-    assert "Credential=AKIAPROFILE/" in auth[0] and "Credential=AKIAFROMENV/" in auth[1]
+    assert "Credential=AKIAPROFILE/" in auth[0] and "Credential=AKIAFROMENV/" in auth[-1]
 
 
 # -- faults at the wire (both S3 and R2) -------------------------------------------
@@ -207,6 +208,10 @@ def stored(s3_client: Any, fresh_bucket: str) -> BotoBackdoor:
     return BotoBackdoor(s3_client, fresh_bucket, "p")
 
 
+#: The ledger's receipt, one small create-only PUT after a call's objects (DESIGN.md §10).
+RECEIPT = ("PUT", 200)
+
+
 def _calls(proxy: FaultProxy) -> list[tuple[str, int | None]]:
     return [(r.method, r.status) for r in proxy.requests()]
 
@@ -215,7 +220,7 @@ def test_one_archive_call_is_one_put(through_proxy: Any, proxy: FaultProxy, stor
     events = make_events("acme", 100)
     archive = through_proxy()
     receipt = archive.archive("acme", *window_of(events), events)
-    assert _calls(proxy) == [("PUT", 200)]
+    assert _calls(proxy) == [("PUT", 200), RECEIPT]
     put = proxy.requests()[0]
     assert put.headers["If-None-Match"] == "*"
     assert (
@@ -223,10 +228,11 @@ def test_one_archive_call_is_one_put(through_proxy: Any, proxy: FaultProxy, stor
     )
     proxy.clear()
     assert not archive.archive("acme", *window_of(events), events).created
-    assert _calls(proxy) == [("PUT", 412), ("HEAD", 200)]  # refused, confirmed without a download
+    # Refused, confirmed without a download; the receipt is there too.
+    assert _calls(proxy) == [("PUT", 412), ("HEAD", 200), ("PUT", 412)]
     proxy.clear()
     split = through_proxy(object_events=40).archive("acme", *window_of(events), events)
-    assert len(split.keys) == 3 and sorted(_calls(proxy)) == [("PUT", 200)] * 3
+    assert len(split.keys) == 3 and sorted(_calls(proxy)) == [("PUT", 200)] * 3 + [RECEIPT]
     proxy.clear()
     assert archive.read("acme", *window_of(events)).num_rows == 100
     assert _calls(proxy) == [("GET", 200)] * 6  # 2 listings + a GET for each of the 4 objects
@@ -240,8 +246,8 @@ def test_lost_response_to_a_put_still_one_object(
     archive = through_proxy()
     receipt = archive.archive("acme", *window_of(events), events)
     # The first PUT was stored but its answer lost; the retry is refused and confirmed.
-    assert _calls(proxy) == [("PUT", 200), ("PUT", 412), ("HEAD", 200)]
-    assert stored.list_keys() == list(receipt.keys)
+    assert _calls(proxy) == [("PUT", 200), ("PUT", 412), ("HEAD", 200), RECEIPT]
+    assert written(stored) == list(receipt.keys)
     assert archive.read("acme").num_rows == 100 and archive.verify().ok
 
 
@@ -249,8 +255,8 @@ def test_503_twice_then_success(through_proxy: Any, proxy: FaultProxy, stored: B
     proxy.add(Rule(action="status", method="PUT", status=503, times=2))
     events = make_events("acme", 100)
     receipt = through_proxy().archive("acme", *window_of(events), events)
-    assert receipt.created and _calls(proxy) == [("PUT", 503), ("PUT", 503), ("PUT", 200)]
-    assert stored.list_keys() == list(receipt.keys)
+    assert receipt.created and _calls(proxy) == [("PUT", 503), ("PUT", 503), ("PUT", 200), RECEIPT]
+    assert written(stored) == list(receipt.keys)
 
 
 def test_503_forever_fails_in_bounded_time(
@@ -273,8 +279,8 @@ def test_conditional_conflict_409_is_retried(
     proxy.add(Rule(action="status", method="PUT", status=409, body=body, times=2))
     events = make_events("acme", 100)
     receipt = through_proxy().archive("acme", *window_of(events), events)
-    assert receipt.created and _calls(proxy) == [("PUT", 409), ("PUT", 409), ("PUT", 200)]
-    assert stored.list_keys() == list(receipt.keys)
+    assert receipt.created and _calls(proxy) == [("PUT", 409), ("PUT", 409), ("PUT", 200), RECEIPT]
+    assert written(stored) == list(receipt.keys)
 
 
 @pytest.mark.parametrize("scheme", ["s3"])  # same code path for r2; the backoff takes seconds
@@ -311,7 +317,7 @@ def test_connection_cut_mid_upload_leaves_no_partial_object(
         assert stored.list_keys() == []
     else:
         receipt = archive.archive("acme", *window_of(events), events)
-        assert stored.list_keys() == list(receipt.keys) and archive.verify().ok
+        assert written(stored) == list(receipt.keys) and archive.verify().ok
 
 
 def test_probe_catches_a_store_that_ignores_if_none_match(
@@ -335,4 +341,4 @@ def test_identical_object_without_our_metadata_is_confirmed_by_download(
     stored.put(key, data)  # same bytes, written by another tool: no coldtier-sha256
     proxy.clear()
     assert not archive.archive("acme", *window_of(events), events).created
-    assert _calls(proxy) == [("PUT", 412), ("HEAD", 200), ("GET", 200)]
+    assert _calls(proxy) == [("PUT", 412), ("HEAD", 200), ("GET", 200), ("PUT", 412)]  # receipt there too

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pyarrow as pa
 
-from ._types import ArchivedObject, Event, Receipt, VerifyReport
+from ._types import ArchivedObject, Event, ExpireReport, Receipt, RepackReport, VerifyReport
 
 if TYPE_CHECKING:
     from .keys import Shredded
@@ -172,6 +172,50 @@ class Archive(abc.ABC):
         :attr:`VerifyReport.skipped`; the reports of several shards add up
         with :meth:`VerifyReport.combine`.
         """
+
+    def repack(
+        self,
+        tenant_id: str,
+        month: str | None = None,
+        *,
+        target_bytes: int = 64 * 2**20,
+        min_objects: int = 2,
+        grace: timedelta = timedelta(hours=1),
+        dry_run: bool = False,
+        progress: Callable[[str], None] | None = None,
+    ) -> RepackReport:
+        """Merge a tenant-month's small objects (all months if ``month`` is None) into ~``target_bytes`` ones.
+
+        Objects under half the target are merged (each event once, sorted,
+        format 2) and written create-only, then a create-only receipt names
+        the merged objects and their sources; the sources are deleted only
+        once ``grace`` has passed since that receipt (a later run, or
+        ``grace=timedelta(0)``) and the merged objects verify.  Readers see
+        the same events at every moment; a crash at any step loses nothing and
+        a rerun completes it.  Objects the store protects (Object Lock, a
+        storage class's minimum duration) are left as they are, each with the
+        reason in ``skipped``: nothing is written that could not be finished.
+        ``progress(what)``, if given, is called after each object read,
+        written or deleted.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not repack")
+
+    def expire(
+        self,
+        tenant_id: str,
+        before: datetime,
+        *,
+        dry_run: bool = False,
+        progress: Callable[[str], None] | None = None,
+    ) -> ExpireReport:
+        """Delete ``tenant_id``'s objects whose window lies wholly before ``before``.
+
+        An object overlapping ``before`` (ending exactly at it, or straddling
+        it) is kept; objects the store protects are refused and listed in
+        ``refused``; with ``dry_run`` nothing is deleted.  An ``expire``
+        receipt is written first, so verify knows the deletions were meant.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not expire")
 
     @abc.abstractmethod
     def probe(self) -> None:

@@ -8,11 +8,23 @@ from datetime import UTC, datetime
 
 from ._types import Window
 
-__all__ = ["PROBE_PREFIX", "KeyInfo", "key_time", "month", "object_key", "parse_key"]
+__all__ = [
+    "LEDGER_PREFIX",
+    "PROBE_PREFIX",
+    "KeyInfo",
+    "key_time",
+    "ledger_key",
+    "month",
+    "object_key",
+    "parse_key",
+]
 
 #: Where :meth:`Archive.probe` writes its canary; ``~`` is never in a tenant id,
 #: so no tenant listing ever shows it.
 PROBE_PREFIX = "_coldtier~probe"
+#: Where the ledger's receipts live: ``<LEDGER_PREFIX>/<tenant>/<yyyy-mm>/<kind>.<start>-<end>.<digest>.json``
+#: (DESIGN.md §10); like the probe's prefix, no tenant listing or reader sees it.
+LEDGER_PREFIX = "_coldtier~ledger"
 _KEY_TIME = "%Y-%m-%dT%H%M%SZ"
 _KEY_RE = re.compile(
     r"archive\.(?P<tenant>[A-Za-z0-9._-]{1,128})"
@@ -37,6 +49,14 @@ def object_key(tenant_id: str, win: Window, digest: str) -> str:
     return (
         f"{tenant_id}/{month(win.start)}/archive.{tenant_id}."
         f"{key_time(win.start)}-{key_time(win.end)}.{digest}.parquet"
+    )
+
+
+def ledger_key(tenant_id: str, kind: str, win: Window, digest: str) -> str:
+    """``<LEDGER_PREFIX>/<tenant>/<yyyy-mm>/<kind>.<start>-<end>.<digest>.json``: one receipt."""
+    return (
+        f"{LEDGER_PREFIX}/{tenant_id}/{month(win.start)}/{kind}."
+        f"{key_time(win.start)}-{key_time(win.end)}.{digest}.json"
     )
 
 

@@ -67,6 +67,11 @@ ENGINE_OPTIONS: Mapping[str, OptionSpec] = {
         default="min(4, CPU count)",
         doc="threads that encode, and threads that write, a batch's objects in parallel",
     ),
+    "ledger": OptionSpec(
+        bool,
+        default=True,
+        doc="write a receipt per archive call under _coldtier~ledger/ so verify finds missing objects",
+    ),
 }
 
 

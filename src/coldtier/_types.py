@@ -8,7 +8,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-__all__ = ["ArchivedObject", "Event", "Problem", "Receipt", "VerifyReport"]
+__all__ = [
+    "ArchivedObject",
+    "Event",
+    "ExpireReport",
+    "Problem",
+    "Receipt",
+    "RepackReport",
+    "VerifyReport",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +91,9 @@ class VerifyReport:
     (DESIGN.md §9) -- unreadable by design, not damage: their bytes, footer,
     schema and plaintext columns were still checked.  Known only to an
     archive opened with ``encryption``.
+    ``unrecorded`` are objects no receipt of the ledger names that are not
+    damage: format-1 and allsource-core files, and every object of a tenant
+    archived before coldtier kept a ledger (DESIGN.md §10).
     """
 
     objects: int
@@ -90,6 +101,7 @@ class VerifyReport:
     problems: tuple[Problem, ...] = field(default=())
     skipped: int = 0
     shredded: tuple[str, ...] = field(default=())
+    unrecorded: tuple[str, ...] = field(default=())
 
     @property
     def ok(self) -> bool:
@@ -105,7 +117,63 @@ class VerifyReport:
             problems=tuple(p for r in reports for p in r.problems),
             skipped=sum(r.skipped for r in reports),
             shredded=tuple(k for r in reports for k in r.shredded),
+            unrecorded=tuple(k for r in reports for k in r.unrecorded),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RepackReport:
+    """Outcome of :meth:`Archive.repack` of one tenant's months.
+
+    ``sources`` are the small objects merged into ``written`` (by this run, or
+    by an earlier one whose deletions this run finished); ``deleted`` the
+    sources removed now, ``pending`` those kept until the grace period since
+    their receipt has passed.  ``skipped`` says why an object was left as it
+    is (the store protects it, it is format 1 or foreign, ...); ``refused``
+    are deletions due that the store forbids — ``ok`` is False only then.
+    With ``dry_run`` nothing was written or deleted: the lists say what would be.
+    """
+
+    tenant_id: str
+    dry_run: bool
+    sources: tuple[str, ...] = ()
+    written: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+    pending: tuple[str, ...] = ()
+    receipts: tuple[str, ...] = ()
+    skipped: tuple[Problem, ...] = ()
+    refused: tuple[Problem, ...] = ()
+    objects_before: int = 0
+    bytes_before: int = 0
+    objects_after: int = 0
+    bytes_after: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.refused
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireReport:
+    """Outcome of :meth:`Archive.expire`: objects wholly before ``before``, deleted or refused.
+
+    ``expired`` are the objects deleted (with ``dry_run``: that would be);
+    ``refused`` those the store protects (Object Lock, a minimum storage
+    duration), each with the reason — ``ok`` is False when there are any.
+    """
+
+    tenant_id: str
+    before: datetime
+    dry_run: bool
+    expired: tuple[str, ...] = ()
+    refused: tuple[Problem, ...] = ()
+    kept: int = 0
+    bytes: int = 0
+    receipt: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.refused
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -39,6 +39,7 @@ import random
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar, Self
 
 from ._errors import ArchiveNotFound, InvalidRequest
@@ -92,11 +93,17 @@ class Stat:
 
     ``metadata`` holds what :meth:`ObjectStore.put` was given (names without
     the ``coldtier-`` prefix), and ``"sha256"``; empty where the store keeps
-    no metadata.
+    no metadata.  What protects the object from deletion, where the store
+    says (see :attr:`ObjectStore.reports_protection`): ``retain_until`` (an
+    Object Lock or retention date; ``datetime.max`` for a legal hold),
+    ``storage_class`` and ``modified`` (for a class's minimum storage duration).
     """
 
     size: int
     metadata: Mapping[str, str] = field(default_factory=dict)
+    retain_until: datetime | None = None
+    storage_class: str | None = None
+    modified: datetime | None = None
 
     @property
     def sha256(self) -> str | None:
@@ -135,6 +142,10 @@ class ObjectStore(abc.ABC):
     #: Whether :meth:`stat` returns the metadata :meth:`put` stored (then a
     #: refused create is confirmed without downloading the object).
     keeps_metadata: ClassVar[bool] = False
+    #: Whether :meth:`stat` fills ``retain_until``, ``storage_class`` and
+    #: ``modified``: then ``repack`` and ``expire`` stat an object before deleting
+    #: it, and leave it (saying why) while the store protects it.
+    reports_protection: ClassVar[bool] = False
     #: Whether anything survives the process (``memory://`` does not).
     durable: ClassVar[bool] = True
     #: Default size limit of one object, if the store needs a smaller one

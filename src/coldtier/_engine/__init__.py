@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,12 +19,15 @@ from .. import _observe, _validate
 from .._archive import Archive, EventsInput
 from .._errors import InvalidRequest
 from .._options import ENGINE_OPTIONS, parse_url
-from .._types import ArchivedObject, Event, Receipt, VerifyReport
+from .._types import ArchivedObject, Event, ExpireReport, Receipt, RepackReport, VerifyReport
+from .._validate.window import _aware_utc as aware_utc
 from ..keys import KeyProvider, Shredded
 from ..store import ObjectStore
+from . import ledger
 from . import pickled as _pickled
 from . import probe as _probe
 from . import verify as _verify
+from .lifecycle import DEFAULT_GRACE, DEFAULT_TARGET_BYTES, Lifecycle
 from .read import Progress, Reader, with_tenant
 from .settings import Settings
 from .shard import Plan
@@ -42,6 +45,7 @@ class StoreArchive(Archive):
         self._settings = Settings.for_store(type(store), options)
         self._writer = Writer(store, self._settings)
         self._reader = Reader(store, self._settings)
+        self._lifecycle = Lifecycle(store, self._reader, self._settings)
 
     @classmethod
     def from_url(cls, url: str, /, **options: Any) -> StoreArchive:
@@ -160,12 +164,56 @@ class StoreArchive(Archive):
             self.description(), shard=shard, sample=sample, state=state, recheck_after=recheck_after
         )
         tenants = self._reader.tenants() if tenant is None else [tenant]
-        todo = plan.select(_verify.listed(self._reader, tenants))
-        return plan.finish(_verify.check(self._reader, todo, progress, plan.record))
+        found = _verify.by_tenant(self._reader, tenants)
+        everything = [o for f in found for o in f]
+        todo = plan.select(everything)
+        seen = ledger.Seen()
+        report = _verify.check(self._reader, todo, progress, plan.record, seen)
+        if len(todo) == len(everything):  # the ledger's cross-checks need every object seen
+            report = _verify.with_ledger(self._reader, tenants, found, seen, report)
+        return plan.finish(report)
 
     @_observe.operation("verify")
     def verify_object(self, obj: ArchivedObject) -> VerifyReport:
         return _verify.verify_object(self._reader, obj)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    @_observe.operation("repack")
+    def repack(
+        self,
+        tenant_id: str,
+        month: str | None = None,
+        *,
+        target_bytes: int = DEFAULT_TARGET_BYTES,
+        min_objects: int = 2,
+        grace: timedelta = DEFAULT_GRACE,
+        dry_run: bool = False,
+        progress: Callable[[str], None] | None = None,
+    ) -> RepackReport:
+        tenant = _validate.validate_tenant(tenant_id)
+        return self._lifecycle.repack(
+            tenant,
+            month,
+            target_bytes=target_bytes,
+            min_objects=min_objects,
+            grace=grace,
+            dry_run=dry_run,
+            step=progress,
+        )
+
+    @_observe.operation("expire")
+    def expire(
+        self,
+        tenant_id: str,
+        before: datetime,
+        *,
+        dry_run: bool = False,
+        progress: Callable[[str], None] | None = None,
+    ) -> ExpireReport:
+        tenant = _validate.validate_tenant(tenant_id)
+        when = aware_utc(before, "before")
+        return self._lifecycle.expire(tenant, when, dry_run=dry_run, step=progress)
 
     @_observe.operation("probe")
     def probe(self) -> None:

@@ -36,6 +36,7 @@ class Stored:
     events: int
     size: int
     created: bool
+    digest: str = ""  # logical: what the ledger's receipt records
 
 
 class TooLarge(Exception):
@@ -87,7 +88,7 @@ def put(store: ObjectStore, obj: Encoded, cipher: Cipher | None = None) -> Store
     _observe.answered(store, created)
     size = len(obj.data) if created else confirm(store, obj, cipher)
     _observe.stored(store, created)
-    return Stored(obj.key, obj.events, size, created)
+    return Stored(obj.key, obj.events, size, created, obj.digest)
 
 
 def confirm(store: ObjectStore, obj: Encoded, cipher: Cipher | None = None) -> int:

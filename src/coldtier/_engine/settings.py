@@ -26,6 +26,7 @@ class Settings:
     compression_level: int | None = None
     workers: int = min(4, os.cpu_count() or 1)  # ENGINE_OPTIONS["workers"].default says so
     encryption: Cipher | None = None  # per-tenant keys (coldtier._crypto); None: plaintext objects
+    ledger: bool = ENGINE_OPTIONS["ledger"].default
 
     @classmethod
     def for_store(cls, store: type[ObjectStore] | ObjectStore, options: Mapping[str, Any]) -> Settings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable
 from datetime import datetime
@@ -15,20 +16,28 @@ from .._errors import ColdTierError
 from .._format import SCHEMA, UTC
 from .._types import ArchivedObject, Problem, VerifyReport
 from ..keys import key_tenant
+from . import ledger
 from .faults import reason
 from .read import Progress, Reader, Tally
 
-__all__ = ["check", "listed", "verify", "verify_object"]
+__all__ = ["by_tenant", "check", "listed", "verify", "verify_object", "with_ledger"]
 
 
 def verify(reader: Reader, tenants: list[str], progress: Progress | None) -> VerifyReport:
-    """Check every object of ``tenants`` (``workers`` at a time); listing failures raise."""
-    return check(reader, listed(reader, tenants), progress)
+    """Check every object of ``tenants`` (``workers`` at a time), then the ledger; listing failures raise."""
+    found = by_tenant(reader, tenants)
+    seen = ledger.Seen()
+    return with_ledger(reader, tenants, found, seen, check(reader, [o for f in found for o in f], progress, seen=seen))
+
+
+def by_tenant(reader: Reader, tenants: list[str]) -> list[list[ArchivedObject]]:
+    """The objects of each of ``tenants``, the tenants listed ``workers`` at a time."""
+    return reader.map(lambda t: reader.objects(t, None, None), tenants)
 
 
 def listed(reader: Reader, tenants: list[str]) -> list[ArchivedObject]:
     """Every object of ``tenants``, the tenants listed ``workers`` at a time."""
-    return [o for found in reader.map(lambda t: reader.objects(t, None, None), tenants) for o in found]
+    return [o for found in by_tenant(reader, tenants) for o in found]
 
 
 def check(
@@ -36,18 +45,36 @@ def check(
     objs: list[ArchivedObject],
     progress: Progress | None,
     done: Callable[[ArchivedObject, VerifyReport], VerifyReport] | None = None,
+    seen: ledger.Seen | None = None,
 ) -> VerifyReport:
     """Check ``objs`` (``workers`` at a time); ``done(obj, report)`` is called as each one finishes."""
     tally = Tally(progress, objs)
 
     def one(obj: ArchivedObject) -> VerifyReport:
-        report = verify_object(reader, obj)
+        report = verify_object(reader, obj, seen)
         return tally.done(obj, report if done is None else done(obj, report))
 
     return VerifyReport.combine(reader.map(one, objs))
 
 
-def verify_object(reader: Reader, obj: ArchivedObject) -> VerifyReport:
+def with_ledger(
+    reader: Reader,
+    tenants: list[str],
+    found: list[list[ArchivedObject]],
+    seen: ledger.Seen,
+    report: VerifyReport,
+) -> VerifyReport:
+    """``report`` and the ledger's findings over every object of ``tenants`` (all of them checked into ``seen``)."""
+    problems = list(report.problems)
+    unrecorded = list(report.unrecorded)
+    for tenant, objs in zip(tenants, found, strict=True):
+        more, loose = ledger.check(reader, tenant, objs, seen)
+        problems.extend(more)
+        unrecorded.extend(loose)
+    return dataclasses.replace(report, problems=tuple(problems), unrecorded=tuple(unrecorded))
+
+
+def verify_object(reader: Reader, obj: ArchivedObject, seen: ledger.Seen | None = None) -> VerifyReport:
     """One object's check; a failure to read it is a finding, not an exception."""
     problems: list[Problem] = []
 
@@ -82,6 +109,8 @@ def verify_object(reader: Reader, obj: ArchivedObject) -> VerifyReport:
     want = [(f.name, f.type) for f in SCHEMA]
     if got != want:
         return problem(f"has schema {got}, expected {want}")
+    if seen is not None:
+        seen.add(obj, table, meta)
     if obj.digest is None:  # foreign (allsource-core) file: readability and schema only
         return VerifyReport(objects=1, events=table.num_rows, problems=tuple(problems))
     if logical:

@@ -26,6 +26,7 @@ from .._errors import ArchiveWriteError, InvalidRequest
 from .._types import Receipt, Window
 from .._validate.stream import SeenIds
 from ..store import ObjectStore
+from . import ledger
 from .faults import reading
 from .put import Encoded, Stored, TooLarge, encode, put
 from .settings import Settings
@@ -50,6 +51,12 @@ class Writer:
     def __init__(self, store: ObjectStore, settings: Settings) -> None:
         self._store = store
         self._settings = settings
+
+    def _recorded(self, tenant: str, win: Window, results: list[Stored]) -> Receipt:
+        """The call's receipt, once the ledger records its objects (one small create-only put, §10)."""
+        if self._settings.ledger:
+            ledger.record_archive(self._store, tenant, win, results)
+        return _receipt(results)
 
     def archive(self, tenant: str, win: Window, events: Any) -> Receipt:
         if isinstance(events, pa.RecordBatchReader):
@@ -145,7 +152,7 @@ class Writer:
                 per = max(1, per // 2)
                 checks = ()  # parts are only awaited once the checks have passed
                 continue
-            return _receipt(results)
+            return self._recorded(tenant, win, results)
 
     def _encode_numbered(self, tenant: str, win: Window, parts: list[pa.Table], index: int) -> Encoded:
         numbered = len(parts) > 1
@@ -276,7 +283,7 @@ class Writer:
                 results.extend(done)
         if not results:
             return Receipt(keys=(), events=0, bytes=0, created=False)
-        return _receipt(results)
+        return self._recorded(tenant, win, results)
 
     def _store_stream_part(self, tenant: str, win: Window, table: pa.Table, part: int | None) -> Stored:
         try:

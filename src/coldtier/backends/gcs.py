@@ -35,6 +35,7 @@ import os
 import re
 import secrets
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
 from urllib.parse import quote
 
@@ -73,6 +74,7 @@ class GCSStore(FsspecStore):
 
     scheme = "gs"
     keeps_metadata = True
+    reports_protection = True
     default_object_bytes = DEFAULT_MAX_OBJECT_BYTES
     OPTIONS: ClassVar[Mapping[str, OptionSpec]] = GCS_OPTIONS  # SDK-free, for the options reference
     #: Default ``max_attempts``: tries per request on 408/429/5xx, a lost connection or a timeout.
@@ -215,7 +217,17 @@ class GCSStore(FsspecStore):
     def stat(self, key: str) -> Stat:
         info = self.bounded("metadata GET", key, lambda: self._fs.info(self.path(key)))
         meta = info.get("metadata") or {}
-        return Stat(size=int(info["size"]), metadata=kept_metadata(meta))
+        retain = _when(info.get("retentionExpirationTime"))
+        retain = retain or _when((info.get("retention") or {}).get("retainUntilTime"))
+        if info.get("temporaryHold") or info.get("eventBasedHold"):
+            retain = datetime.max.replace(tzinfo=UTC)
+        return Stat(
+            size=int(info["size"]),
+            metadata=kept_metadata(meta),
+            retain_until=retain,
+            storage_class=info.get("storageClass"),
+            modified=_when(info.get("timeCreated")),
+        )
 
     def location_exists(self) -> bool:
         try:
@@ -246,3 +258,16 @@ class GCSStore(FsspecStore):
 
 def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode()
+
+
+def _when(value: object) -> datetime | None:
+    """An RFC 3339 time of the JSON API (or one gcsfs already parsed), tz-aware; None if absent."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str) and value:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None

@@ -73,6 +73,7 @@ class S3Store(FsspecStore):
     #: checksum it is told the algorithm of; Object Lock requires declaring it.
     _CONFIG: ClassVar[Mapping[str, Any]] = {}
     _PUT: ClassVar[Mapping[str, Any]] = {"ChecksumAlgorithm": "SHA256"}
+    reports_protection = True
     _ARGS: ClassVar[Mapping[str, str]] = {
         "storage_class": "StorageClass",
         "sse": "ServerSideEncryption",
@@ -200,7 +201,16 @@ class S3Store(FsspecStore):
     def stat(self, key: str) -> Stat:
         head = self._call("HEAD", "head_object", Bucket=self._bucket, Key=self._prefix + key)
         meta = head.get("Metadata", {})
-        return Stat(size=int(head["ContentLength"]), metadata=kept_metadata(meta))
+        retain = head.get("ObjectLockRetainUntilDate")
+        if head.get("ObjectLockLegalHoldStatus") == "ON":
+            retain = datetime.max.replace(tzinfo=UTC)
+        return Stat(
+            size=int(head["ContentLength"]),
+            metadata=kept_metadata(meta),
+            retain_until=retain if isinstance(retain, datetime) else None,
+            storage_class=head.get("StorageClass", "STANDARD"),
+            modified=head.get("LastModified"),
+        )
 
     def location_exists(self) -> bool:
         try:

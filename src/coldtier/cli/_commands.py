@@ -182,6 +182,7 @@ def verify_cmd(
                 "shredded": list(report.shredded),
                 "damaged": [{"key": key, "problems": messages} for key, messages in damaged.items()],
                 "problems": [{"key": p.key, "message": one_line(p.message)} for p in report.problems],
+                "unrecorded": list(report.unrecorded),
             }
         )
     else:
@@ -201,6 +202,8 @@ def verify_cmd(
         else:
             damage = f"{count(len(damaged), 'damaged object')}: {count(len(report.problems), 'problem')}"
             click.echo(f"{archive.description()}: {counts}, {damage}")
+        if report.unrecorded:  # not damage: format 1, allsource-core files, archived before the ledger
+            click.echo(f"{count(len(report.unrecorded), 'object')} unrecorded in the ledger (not damage)")
     if report.objects == 0 and report.skipped == 0 and shard is None and sample is None:
         if tenant is not None:
             say_empty(archive, tenant, None, None, "objects")

@@ -21,6 +21,7 @@ from ._archive_cmd import archive_cmd
 from ._commands import backends, ls_cmd, probe_cmd, verify_cmd
 from ._common import EXIT_PROBLEMS, EXIT_USAGE, InputError, one_line
 from ._keys_cmd import encryption_param, keys_cmd, new_key_param, shred_cmd
+from ._lifecycle import expire_cmd, repack_cmd
 from ._read import read_cmd
 
 _EXAMPLES = """\b
@@ -176,14 +177,17 @@ def cli() -> None:
     Exit codes: 0 ok, 1 problems found or the operation failed, 2 usage or
     input error; every failure is one line on stderr (-v shows log records,
     COLDTIER_DEBUG=1 the traceback).  --json (archive, backends, ls, verify,
-    probe) gives output for scripts; read writes JSON Lines already.
+    probe) gives output for scripts, and so it does for repack and expire; read
+    writes JSON Lines already.
     """
 
 
 for _command in (archive_cmd, read_cmd, verify_cmd, shred_cmd):
     _command.params.append(encryption_param())
 archive_cmd.params.append(new_key_param())
-for _command in (archive_cmd, backends, ls_cmd, read_cmd, verify_cmd, probe_cmd, shred_cmd, keys_cmd):
+_COMMANDS = (archive_cmd, backends, ls_cmd, read_cmd, verify_cmd, probe_cmd)
+_COMMANDS += (shred_cmd, keys_cmd, repack_cmd, expire_cmd)
+for _command in _COMMANDS:
     _command.params.extend(_logging_params())
     cli.add_command(_command)
 

@@ -12,10 +12,12 @@ from coldtier import SCHEMA, logical_digest
 
 from ._backdoor import Backdoor
 
-__all__ = ["FINAL_KEY_RE", "RESERVED_PREFIX", "StoreCheck", "check_store", "written"]
+__all__ = ["FINAL_KEY_RE", "LEDGER_PREFIX", "RESERVED_PREFIX", "StoreCheck", "check_store", "written"]
 
 #: Keys under this prefix belong to coldtier itself (the probe's canaries); no tenant can be named so.
 RESERVED_PREFIX = "_coldtier~"
+#: Where archive, repack and expire write their receipts: coldtier's own, and expected after every call.
+LEDGER_PREFIX = f"{RESERVED_PREFIX}ledger/"
 #: A final object key: ``<tenant>/<yyyy-mm>/archive.<tenant>.<start>-<end>.<digest>.parquet``.
 FINAL_KEY_RE = re.compile(
     r"(?:.*/)?(?P<tenant>[A-Za-z0-9._-]+)/\d{4}-\d\d/archive\.(?P=tenant)\."
@@ -30,6 +32,7 @@ class StoreCheck:
     final: list[str] = field(default_factory=list)  # keys that look like archive objects
     partial: list[str] = field(default_factory=list)  # final keys whose events do not match the name
     other: list[str] = field(default_factory=list)  # anything else (temp files, canaries)
+    ledger: list[str] = field(default_factory=list)  # the ledger's receipts (DESIGN.md §10)
 
     @property
     def temp(self) -> list[str]:
@@ -45,6 +48,9 @@ def check_store(backdoor: Backdoor, ignore_prefix: str = RESERVED_PREFIX, under:
     check = StoreCheck()
     for key in backdoor.list_keys():
         if not key.startswith(under):
+            continue
+        if key.startswith(LEDGER_PREFIX):
+            check.ledger.append(key)
             continue
         if key.startswith(ignore_prefix):
             check.other.append(key)
@@ -69,5 +75,5 @@ def _events_digest(data: bytes) -> str | None:
 
 
 def written(backdoor: Backdoor) -> list[str]:
-    """Every stored key but coldtier's own canaries."""
+    """Every stored key but coldtier's own (the probe's canaries, the ledger's receipts)."""
     return [k for k in backdoor.list_keys() if not k.startswith(RESERVED_PREFIX)]
