@@ -185,8 +185,8 @@ def cli() -> None:
 for _command in (archive_cmd, read_cmd, verify_cmd, shred_cmd):
     _command.params.append(encryption_param())
 archive_cmd.params.append(new_key_param())
-_COMMANDS = (archive_cmd, backends, ls_cmd, read_cmd, verify_cmd, probe_cmd)
-_COMMANDS += (shred_cmd, keys_cmd, repack_cmd, expire_cmd)
+_COMMANDS: list[click.Command] = [archive_cmd, backends, ls_cmd, read_cmd, verify_cmd, probe_cmd]
+_COMMANDS += [shred_cmd, keys_cmd, repack_cmd, expire_cmd]
 for _command in _COMMANDS:
     _command.params.extend(_logging_params())
     cli.add_command(_command)
