@@ -19,6 +19,8 @@ CASES = {
     "4": "case4_stream_memory",
     "5": "case5_read_day",
     "6": "case6_bytes",
+    "7": "case7_small_batches",
+    "8": "case8_shared_archive",
 }
 
 

@@ -7,6 +7,7 @@ and allsource-core's own files (any Parquet with the seven columns).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -159,17 +160,21 @@ def writer_options(compression: str = "zstd", compression_level: int | None = No
 
 def encode(
     table: pa.Table,
-    meta: dict[str, str],
+    meta: dict[str, str] | Callable[[], dict[str, str]],
     *,
     compression: str = "zstd",
     compression_level: int | None = None,
     row_group_events: int = 131_072,
 ) -> bytes:
-    """Parquet bytes of a sorted :data:`SCHEMA` table with ``meta`` in the footer."""
+    """Parquet bytes of a sorted :data:`SCHEMA` table with ``meta`` in the footer.
+
+    ``meta`` may be a function, called once the rows are encoded (the footer
+    is written last): the logical digest can then be computed meanwhile.
+    """
     sink = pa.BufferOutputStream()
     with pq.ParquetWriter(sink, SCHEMA, **writer_options(compression, compression_level)) as writer:
         writer.write_table(table, row_group_size=row_group_events)
-        writer.add_key_value_metadata(meta)
+        writer.add_key_value_metadata(meta() if callable(meta) else meta)
     data: bytes = sink.getvalue().to_pybytes()
     return data
 

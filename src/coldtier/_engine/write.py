@@ -120,7 +120,10 @@ class Writer:
         over).
         """
         per = self._rows_per_object(table)
-        serial = self._settings.workers <= 1 or (table.num_rows <= min(per, _INLINE_ROWS))
+        # workers=1 still runs the checks beside the one encoder, and the
+        # writes beside the encoding (one thread of each): only a small
+        # one-part batch runs on the caller's thread alone.
+        serial = table.num_rows <= min(per, _INLINE_ROWS)
         if checks and serial:
             table = _format.sort_events(_run_checks(checks, None) or table)
             checks = ()
