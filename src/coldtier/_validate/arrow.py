@@ -248,10 +248,10 @@ def _all_canonical_uuids(ids: pa.ChunkedArray) -> bool:
         return False
     if len(ids) <= _SMALL:
         for chunk in ids.chunks:
-            offsets = np.frombuffer(chunk.buffers()[1], np.int32, len(chunk) + 1, chunk.offset * 4)
-            if len(chunk) and not bool(np.all(np.diff(offsets) == 36)):
+            bounds = np.frombuffer(chunk.buffers()[1], np.int32, len(chunk) + 1, chunk.offset * 4)
+            if len(chunk) and not bool(np.all(np.diff(bounds) == 36)):
                 return False
-            text = memoryview(chunk.buffers()[2] or b"")[int(offsets[0]) : int(offsets[-1])]
+            text = memoryview(chunk.buffers()[2] or b"")[int(bounds[0]) : int(bounds[-1])]
             if _UUIDS_PY.fullmatch(text) is None:
                 return False
         return True
