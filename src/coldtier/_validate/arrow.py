@@ -247,14 +247,7 @@ def _all_canonical_uuids(ids: pa.ChunkedArray) -> bool:
     if ids.type != pa.string() or ids.null_count:
         return False
     if len(ids) <= _SMALL:
-        for chunk in ids.chunks:
-            bounds = np.frombuffer(chunk.buffers()[1], np.int32, len(chunk) + 1, chunk.offset * 4)
-            if len(chunk) and not bool(np.all(np.diff(bounds) == 36)):
-                return False
-            text = memoryview(chunk.buffers()[2] or b"")[int(bounds[0]) : int(bounds[-1])]
-            if _UUIDS_PY.fullmatch(text) is None:
-                return False
-        return True
+        return all(_small_canonical_uuids(chunk) for chunk in ids.chunks)
     lengths = pc.min_max(pc.binary_length(ids))
     if lengths["min"].as_py() != 36 or lengths["max"].as_py() != 36:
         return False
@@ -267,6 +260,17 @@ def _all_canonical_uuids(ids: pa.ChunkedArray) -> bool:
         if not pc.match_substring_regex(whole, _UUIDS_RE)[0].as_py():
             return False
     return True
+
+
+def _small_canonical_uuids(chunk: pa.Array) -> bool:
+    """:func:`_all_canonical_uuids` of one small chunk, with Python's ``re`` (no pattern to compile)."""
+    if len(chunk) == 0:
+        return True
+    bounds = np.frombuffer(chunk.buffers()[1], np.int32, len(chunk) + 1, chunk.offset * 4)
+    if not bool(np.all(np.diff(bounds) == 36)):
+        return False
+    text = memoryview(chunk.buffers()[2] or b"")[int(bounds[0]) : int(bounds[-1])]
+    return _UUIDS_PY.fullmatch(text) is not None
 
 
 def _timestamps(col: pa.ChunkedArray) -> pa.ChunkedArray:
