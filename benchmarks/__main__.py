@@ -21,6 +21,9 @@ CASES = {
     "6": "case6_bytes",
     "7": "case7_small_batches",
     "8": "case8_shared_archive",
+    "9": "case9_reads_at_scale",
+    "10": "case10_events_stream",
+    "11": "case11_cli_jsonl",
 }
 
 

@@ -48,9 +48,20 @@ _BESIDE_ROWS = 16_384
 
 
 def encode(
-    tenant: str, call: Window, table: pa.Table, part: int | None, parts: int | None, *, settings: Settings
+    tenant: str,
+    call: Window,
+    table: pa.Table,
+    part: int | None,
+    parts: int | None,
+    *,
+    settings: Settings,
+    beside: bool | None = None,
 ) -> Encoded:
-    """One object: named by its logical digest and, for a part, by its own rows' window."""
+    """One object: named by its logical digest and, for a part, by its own rows' window.
+
+    ``beside``: compute the digest on the shared hashing threads while this
+    thread encodes (default: from :data:`_BESIDE_ROWS` rows on).
+    """
     own = call if part is None else _format.part_window(table)
 
     def meta(digest: str) -> dict[str, str]:
@@ -58,7 +69,7 @@ def encode(
             tenant, own, table.num_rows, part, parts, digest=digest, call=None if part is None else call
         )
 
-    if table.num_rows < _BESIDE_ROWS:
+    if not (table.num_rows >= _BESIDE_ROWS if beside is None else beside):
         digest = _digest.logical_digest(table)
         data = _format.encode(table, meta(digest), **settings.encoding())
     else:

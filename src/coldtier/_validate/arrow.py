@@ -5,6 +5,7 @@ from __future__ import annotations
 import array
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -39,7 +40,21 @@ def _describe_row(table: pa.Table, index: int) -> str:
     return f"event #{index} ({eid})"
 
 
-def from_arrow(tenant_id: str, win: Window, data: pa.Table | pa.RecordBatch) -> pa.Table:
+@dataclass(frozen=True, slots=True)
+class JsonWritten:
+    """Arrow input whose ``payload``/``metadata`` text coldtier itself wrote from parsed JSON.
+
+    :func:`coldtier.jsonl.load_tables` parses each line and writes the values
+    back with ``orjson.dumps``, which only writes JSON: checking that text
+    again would validate each event twice.  The CLI wraps such tables (or a
+    stream of them) in this, and the engine skips the JSON check, nothing
+    else.  Private: not a way for callers to skip checks on their own text.
+    """
+
+    events: pa.Table | pa.RecordBatchReader
+
+
+def from_arrow(tenant_id: str, win: Window, data: pa.Table | pa.RecordBatch, *, json: bool = True) -> pa.Table:
     """Validate an Arrow table and normalise it to :data:`SCHEMA`.
 
     Accepts ``timestamp[us]`` without a zone (read as UTC) or any tz-aware
@@ -49,24 +64,22 @@ def from_arrow(tenant_id: str, win: Window, data: pa.Table | pa.RecordBatch) -> 
     """
     table = conform_arrow(tenant_id, win, data)
     corrected = None
-    for check in arrow_checks(table):
+    for check in arrow_checks(table, json=json):
         corrected = check() or corrected
     return table if corrected is None else corrected
 
 
-def arrow_checks(table: pa.Table) -> list[Callable[[], pa.Table | None]]:
+def arrow_checks(table: pa.Table, *, json: bool = True) -> list[Callable[[], pa.Table | None]]:
     """The checks of :func:`from_arrow` that :func:`conform_arrow` leaves, as independent calls.
 
     Each raises :class:`InvalidRequest` or returns ``None``, or (the id check)
     a corrected table.  They share nothing, so the write engine runs them side
     by side while the parts encode; a failure is reported as if they had run
-    in list order (JSON of payloads, JSON of metadata, ids).
+    in list order (JSON of payloads, JSON of metadata, ids).  ``json=False``
+    leaves out the JSON checks (text coldtier wrote itself: :class:`JsonWritten`).
     """
-    return [
-        partial(_check_json, table, "payload"),
-        partial(_check_json, table, "metadata"),
-        partial(check_ids, table),
-    ]
+    texts = [partial(_check_json, table, "payload"), partial(_check_json, table, "metadata")] if json else []
+    return [*texts, partial(check_ids, table)]
 
 
 def conform_arrow(tenant_id: str, win: Window, data: pa.Table | pa.RecordBatch) -> pa.Table:
