@@ -13,6 +13,7 @@ import pytest
 import coldtier
 from coldtier import InvalidRequest, VerifyReport
 from coldtier.testing import make_events, window_of
+from coldtier.testing._checks import written
 from tests._moto import CREDENTIALS, BotoBackdoor, archive_url
 from tests.test_cli import coldtier_cli
 
@@ -63,7 +64,7 @@ def test_pickled_s3_archive_holds_no_credential_and_works_from_the_environment(
     assert pickle.loads(pickle.dumps(obj)) == obj
     assert rebuilt.read_object(obj).num_rows == 20
     assert rebuilt.verify_object(obj) == VerifyReport(objects=1, events=20)
-    assert BotoBackdoor(s3_client, fresh_bucket, "cold").list_keys() == [obj.key]
+    assert written(BotoBackdoor(s3_client, fresh_bucket, "cold")) == [obj.key]
 
 
 def test_local_archive_pickles_with_its_absolute_root(
