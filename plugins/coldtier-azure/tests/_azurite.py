@@ -146,6 +146,10 @@ class SDKBackdoor:
         names = self.client.list_blob_names(name_starts_with=self.prefix or None)
         return sorted(n[len(self.prefix) :] for n in names)
 
+    def objects(self) -> list[str]:
+        """The archived objects: every key but coldtier's reserved ones (the ledger's receipts)."""
+        return [k for k in self.list_keys() if not k.startswith("_coldtier~")]
+
     def get(self, key: str) -> bytes:
         return self.client.download_blob(self.prefix + key).readall()
 

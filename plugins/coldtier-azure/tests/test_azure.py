@@ -93,7 +93,7 @@ def test_access_tier_is_applied_but_not_to_the_probe_canary(azurite: Azurite, co
     (key,) = archive.archive("acme", *window_of(events), events).keys
     assert SDKBackdoor(azurite, container).properties(key).blob_tier == "Cool"
     archive.probe()
-    assert SDKBackdoor(azurite, container).list_keys() == [key]
+    assert SDKBackdoor(azurite, container).objects() == [key]
 
 
 def test_archive_tier_blobs_are_written_and_confirmed_but_not_readable(
@@ -103,7 +103,7 @@ def test_archive_tier_blobs_are_written_and_confirmed_but_not_readable(
     archive = azurite.open(container, access_tier="Archive")
     receipt = archive.archive("acme", *window_of(events), events)
     assert not archive.archive("acme", *window_of(events), events).created  # confirmed from properties
-    assert SDKBackdoor(azurite, container).list_keys() == list(receipt.keys)
+    assert SDKBackdoor(azurite, container).objects() == list(receipt.keys)
     with pytest.raises(ArchiveReadError, match="BlobArchived"):  # until rehydrated
         archive.read("acme")
 
@@ -130,7 +130,7 @@ def test_connection_string_from_the_environment(
     events = make_events("acme", 20)
     archive = coldtier.open_archive(f"az://{container}/{PREFIX}")
     receipt = archive.archive("acme", *window_of(events), events)
-    assert SDKBackdoor(azurite, container).list_keys() == list(receipt.keys)
+    assert SDKBackdoor(azurite, container).objects() == list(receipt.keys)
     assert KEY not in repr(archive) and KEY not in archive.description()
 
 
@@ -219,4 +219,4 @@ def test_a_refused_key_fails_clearly_and_never_leaks(
         error = error.__cause__ or error.__context__
     assert not [t for t in texts if wrong in t]
     assert not [r for r in caplog.records if wrong in r.getMessage()]
-    assert SDKBackdoor(azurite, container).list_keys() == []
+    assert SDKBackdoor(azurite, container).objects() == []

@@ -75,7 +75,7 @@ def test_cli_probe_passes_on_azurite(azurite: Azurite, container: str) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"{url}: create-only writes are honoured"
     assert KEY not in out.stdout + out.stderr
-    assert SDKBackdoor(azurite, container).list_keys() == []
+    assert SDKBackdoor(azurite, container).objects() == []
 
 
 _WRITER = """
@@ -120,7 +120,7 @@ def test_eight_processes_archiving_the_same_batch_settle_to_one_object(
                 proc.kill()
                 proc.wait(10)
     keys = {tuple(r["keys"]) for r in results}
-    assert len(keys) == 1 and SDKBackdoor(azurite, container).list_keys() == list(keys.pop())
+    assert len(keys) == 1 and SDKBackdoor(azurite, container).objects() == list(keys.pop())
     assert sum(r["created"] for r in results) == 1  # exactly one process created it
     ids = {str(e.id) for e in make_events("acme", 300, seed=7)}
     got = azurite.open(container).read("acme").column("event_id").to_pylist()

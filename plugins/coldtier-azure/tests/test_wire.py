@@ -79,7 +79,7 @@ def test_lost_response_after_a_successful_put_is_one_object_not_created(
     receipt = archive.archive("acme", *window_of(events), events)
     assert _calls(proxy) == [("PUT", 201), ("PUT", 409), ("HEAD", 200)]
     assert not receipt.created  # this call cannot know the first write was its own
-    assert stored.list_keys() == list(receipt.keys)
+    assert stored.objects() == list(receipt.keys)
     assert archive.read("acme").num_rows == 100 and archive.verify().ok
 
 
@@ -91,7 +91,7 @@ def test_burst_of_server_busy_is_retried(
     events = make_events("acme", 100)
     receipt = through().archive("acme", *window_of(events), events)
     assert _calls(proxy) == [("PUT", status), ("PUT", status), ("PUT", 201)] and receipt.created
-    assert stored.list_keys() == list(receipt.keys)
+    assert stored.objects() == list(receipt.keys)
 
 
 def test_reset_mid_body_is_retried_and_leaves_one_whole_object(
@@ -102,7 +102,7 @@ def test_reset_mid_body_is_retried_and_leaves_one_whole_object(
     archive = through()
     receipt = archive.archive("acme", *window_of(events), events)
     assert receipt.created and [m for m, _ in _calls(proxy)] == ["PUT", "PUT"]
-    assert stored.list_keys() == list(receipt.keys) and archive.verify().ok
+    assert stored.objects() == list(receipt.keys) and archive.verify().ok
 
 
 def test_server_busy_forever_fails_in_bounded_time_storing_nothing(
@@ -114,7 +114,7 @@ def test_server_busy_forever_fails_in_bounded_time_storing_nothing(
     with pytest.raises(ArchiveWriteError, match="keep the originals"):
         through(max_attempts=3).archive("acme", *window_of(events), events)
     assert time.monotonic() - began < 10
-    assert _calls(proxy) == [("PUT", 503)] * 3 and stored.list_keys() == []
+    assert _calls(proxy) == [("PUT", 503)] * 3 and stored.objects() == []
 
 
 @pytest.mark.parametrize(("status", "code"), [(403, b"AuthorizationFailure"), (409, b"LeaseIdMissing")])
@@ -126,7 +126,7 @@ def test_other_4xx_is_not_retried_and_never_taken_for_exists(
     events = make_events("acme", 10)
     with pytest.raises(ArchiveWriteError, match=code.decode()):
         through().archive("acme", *window_of(events), events)
-    assert _calls(proxy) == [("PUT", status)] and stored.list_keys() == []
+    assert _calls(proxy) == [("PUT", status)] and stored.objects() == []
 
 
 def test_probe_catches_a_store_that_ignores_if_none_match(
@@ -152,7 +152,7 @@ def test_probe_catches_a_store_that_ignores_if_none_match(
     proxy.add(Rule(action="pass", method="PUT", strip_header="If-None-Match", times=None))
     with pytest.raises(PreconditionUnsupported, match="second create"):
         through.probe()
-    assert stored.list_keys() == []
+    assert stored.objects() == []
 
 
 def test_tier_and_encryption_scope_are_sent_with_the_put(
