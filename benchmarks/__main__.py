@@ -19,9 +19,14 @@ CASES = {
     "4": "case4_stream_memory",
     "5": "case5_read_day",
     "6": "case6_bytes",
-    "7": "case7_verify_scale",
+    "7": "case7_small_batches",
+    "8": "case8_shared_archive",
+    "9": "case9_reads_at_scale",
+    "10": "case10_events_stream",
+    "11": "case11_cli_jsonl",
+    "12": "case12_verify_scale",
+    "13": "case13_encryption",
     "otel": "case_otel",
-    "8": "case8_encryption",
 }
 
 

@@ -16,10 +16,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
-__all__ = ["Row", "interleave", "machine", "scratch", "sample_table"]
+__all__ = [
+    "Row",
+    "boto_client",
+    "cpu_note",
+    "empty_prefix",
+    "interleave",
+    "machine",
+    "moto_server",
+    "sample_table",
+    "scratch",
+]
 
 #: Scratch space for archives (``COLDTIER_BENCH_DIR`` or the temp directory);
 #: put it on a real disk, not a tmpfs, so fsync costs what it costs in production.
@@ -147,3 +158,60 @@ def machine() -> dict[str, str]:
         "load": load,
         "accelerators": ", ".join(accelerators),
     }
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's S3 server in a child process (its own GIL, competing for the cores as a store would); its URL.
+
+    Started with ``python -m benchmarks.case3_arrow_s3 --serve``; stopped by
+    closing its stdin.
+    """
+    import sys
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.case3_arrow_s3", "--serve"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        yield server.stdout.readline().strip()
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()  # the server's signal to stop
+        server.wait(timeout=30)
+        if server.stdout is not None:
+            server.stdout.close()
+
+
+#: What the benchmarks pass as S3 credentials; moto accepts any.
+S3_CREDENTIALS = {"key": "AKIABENCHMARK", "secret": "bench-secret"}
+
+
+def boto_client(endpoint: str) -> Any:
+    """A plain boto3 S3 client on ``endpoint``: the baselines' route to the store."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=S3_CREDENTIALS["key"],
+        aws_secret_access_key=S3_CREDENTIALS["secret"],
+    )
+
+
+def empty_prefix(client: Any, bucket: str, prefix: str) -> None:
+    """Delete every object under ``prefix`` (between runs, untimed)."""
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    for page in pages:
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+
+
+def cpu_note(*names: str) -> str:
+    """``CPU a s vs b s``: median process CPU of the runs named, as :func:`interleave` kept them."""
+    return "CPU " + " vs ".join(f"{median(CPU[n]):.2f} s" for n in names)

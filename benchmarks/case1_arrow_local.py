@@ -1,10 +1,12 @@
 """Case 1: 1,000,000 events as an Arrow table → local archive.
 
-Baseline: what a careful user writes by hand — ``pq.write_table`` with the
-same codec, level and row-group size, to a temp file, fsync, rename.  A second
-baseline line uses coldtier's exact Parquet writer properties (per-column
-encodings, dictionary and statistics choices), to show which part of the gain
-is the encoder settings and which is the engine (parts encoded in parallel).
+Baseline: what a careful user writes by hand — ``pq.write_table`` with
+coldtier's exact Parquet writer properties (codec, level, row groups,
+per-column encodings, dictionary and statistics choices, page CRCs), single
+threaded, to a temp file, fsync, rename, fsync of the directory.  So the
+ratio is the engine's cost (validation, sorting, the logical digest, parts),
+not a difference of encoder settings.  An information line shows
+``write_table`` with pyarrow's default encodings and the same codec.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import coldtier
 from coldtier import _format
 from coldtier._engine.settings import Settings
 
-from ._common import CPU, Row, interleave, median, sample_table, scratch
+from ._common import Row, cpu_note, interleave, median, sample_table, scratch
 
 EVENTS = 1_000_000
 START = datetime(2024, 3, 1, tzinfo=UTC)
@@ -40,6 +42,11 @@ def write_table_durably(table: pa.Table, path: str, **options: object) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def exact_options() -> dict[str, object]:
+    """coldtier's own writer properties, as ``pq.write_table`` keywords: the fair baseline."""
+    return {**_format.writer_options(), "row_group_size": Settings().row_group_events}
 
 
 def bare_options() -> dict[str, object]:
@@ -66,11 +73,10 @@ def run(quick: bool = False) -> list[Row]:
             receipt = coldtier.open_archive(str(d), **options).archive("acme", START, END, table)
             assert receipt.events == EVENTS
 
-    exact = {**_format.writer_options(), "row_group_size": Settings().row_group_events}
     times = interleave(
         {
-            "bare": lambda: bare(**bare_options()),
-            "bare-exact": lambda: bare(**exact),
+            "bare": lambda: bare(**exact_options()),
+            "bare-defaults": lambda: bare(**bare_options()),
             "workers=1": lambda: archive(workers=1),
             "defaults": lambda: archive(),
         },
@@ -80,8 +86,8 @@ def run(quick: bool = False) -> list[Row]:
     workers = Settings().workers
     rows = []
     for name, what, limit, label in (
-        ("workers=1", "1M events, Arrow → local, workers=1", 1.10, "floor ≤ 1.10"),
-        ("defaults", f"1M events, Arrow → local, defaults (workers={workers})", 0.75, "target ≤ 0.75"),
+        ("workers=1", "1M events, Arrow → local, workers=1", 1.20, "floor ≤ 1.20"),
+        ("defaults", f"1M events, Arrow → local, defaults (workers={workers})", 1.00, "target ≤ 1.00"),
     ):
         t = median(times[name])
         rows.append(
@@ -92,18 +98,17 @@ def run(quick: bool = False) -> list[Row]:
                 base,
                 target=label,
                 passed=t / base <= limit,
-                note=f"CPU {median(CPU[name]):.2f} s vs {median(CPU['bare']):.2f} s",
+                note=cpu_note(name, "bare") + " (baseline: write_table with coldtier's writer properties)",
                 samples={name: times[name], "bare": times["bare"]},
             )
         )
-    exact_t = median(times["bare-exact"])
     rows.append(
         Row(
             "1",
-            "  bare write_table with coldtier's exact writer properties (encodings, dictionaries, statistics)",
-            exact_t,
+            "  (information) write_table with pyarrow's default encodings, same codec and row groups",
+            median(times["bare-defaults"]),
             base,
-            note=f"CPU {median(CPU['bare-exact']):.2f} s",
+            note=cpu_note("bare-defaults"),
         )
     )
     return rows

@@ -10,7 +10,11 @@ process CPU) for:
 * the same on the table re-chunked as a Parquet read gives it back;
 * the raw SHA-256 floor: ``hashlib.sha256`` over the table's buffers;
 * ``pq.write_table`` of the same table to a ``BytesIO`` (zstd, coldtier's
-  codec default; and snappy), the cost the digest is added to.
+  codec default; and snappy), the cost the digest is added to;
+* one part as the engine encodes it (``_engine.put.encode``: the digest on
+  the shared hashing threads while the Parquet writer runs, the footer last)
+  against ``_format.encode`` of the same part with a digest already known:
+  the wall time the digest still adds when a second core is free.
 
 Not a unit test and not one of the ``python -m benchmarks`` cases.  The
 machine is often shared: read the load average printed with the figures.
@@ -26,12 +30,16 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from datetime import UTC
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from coldtier import _digest
+from coldtier import _digest, _format
+from coldtier._engine.put import encode as engine_encode
+from coldtier._engine.settings import Settings
 from coldtier._format import SCHEMA
+from coldtier._types import Window
 from coldtier.testing._data import make_table
 
 
@@ -98,6 +106,15 @@ def main() -> None:
         ("pq.write_table to BytesIO, zstd", lambda: write(table, "zstd")),
         ("pq.write_table to BytesIO, snappy", lambda: write(table, "snappy")),
     ]
+    part = table.slice(0, min(n, Settings().object_events))
+    ts = part.column("timestamp")
+    own = Window(ts[0].as_py().replace(tzinfo=UTC), ts[len(ts) - 1].as_py().replace(tzinfo=UTC))
+    meta = _format.footer("acme", own, part.num_rows, None, None, digest=_digest.logical_digest(part))
+    settings = Settings()
+    cases += [
+        (f"one part ({part.num_rows:,}): _format.encode only", lambda: _format.encode(part, meta, **settings.encoding())),
+        (f"one part ({part.num_rows:,}): engine encode + digest", lambda: engine_encode("acme", own, part, None, None, settings=settings)),
+    ]
     results = {}
     for name, fn in cases:
         walls, cpus = timed(fn, repeat)
@@ -109,6 +126,8 @@ def main() -> None:
     print()
     digest, zstd = results["logical_digest (threaded)"], results["pq.write_table to BytesIO, zstd"]
     print(f"digest / write_table(zstd): {digest / zstd:.0%}")
+    only, both = (results[name] for name, _ in cases[-2:])
+    print(f"wall the digest adds to encoding one part (digest beside the writer): {both / only - 1:+.0%}")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -409,7 +409,9 @@ def test_backends_lists_every_builtin_scheme() -> None:
     for scheme in ("file://", "memory://", "s3://", "r2://", "gs://", "gcs://"):
         assert any(line.startswith(scheme) and line.endswith("ok") for line in human.out.splitlines()), scheme
     machine = coldtier_cli("backends", "--json")
-    assert {row["scheme"]: row["target"] for row in machine.json()}["file"] == "coldtier.backends.local:LocalStore"
+    assert {row["scheme"]: row["target"] for row in machine.json()}[
+        "file"
+    ] == "coldtier.backends.local:LocalStore"
 
 
 def test_help_and_version() -> None:
@@ -847,3 +849,51 @@ def test_jsonl_module_round_trip() -> None:
                 [json.dumps({k: v for k, v in json.loads(ACME_LINES[0]).items() if k != "id"})], name="x"
             )
         )
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "parquet"])
+def test_archive_checks_each_event_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    """JSON Lines text is parsed once (by coldtier.jsonl) and not parsed again by archive();
+    ids are checked once either way; the stored objects are the same for both inputs."""
+    from collections import Counter
+
+    from coldtier import jsonl
+    from coldtier._validate import arrow
+    from coldtier.cli._main import run
+
+    checked: Counter[str] = Counter()
+    real_json, real_ids = arrow._check_json, arrow.check_ids
+
+    def count_json(table: pa.Table, name: str) -> None:
+        checked[name] += table.num_rows
+        real_json(table, name)
+
+    def count_ids(table: pa.Table) -> pa.Table | None:
+        checked["event_id"] += table.num_rows
+        return real_ids(table)
+
+    monkeypatch.setattr(arrow, "_check_json", count_json)
+    monkeypatch.setattr(arrow, "check_ids", count_ids)
+    source = tmp_path / "acme.jsonl"
+    source.write_text("\n".join(ACME_LINES) + "\n")
+    if kind == "parquet":
+        table = pa.concat_tables(jsonl.load_tables(ACME_LINES, "acme")).drop_columns(["tenant_id"])
+        source = tmp_path / "acme.parquet"
+        pq.write_table(table, source)
+    root = tmp_path / kind
+    root.mkdir()
+    assert run(["archive", str(root), str(source), "--tenant", "acme", "--json"]) == 0
+    expected_json = 0 if kind == "jsonl" else len(ACME_LINES)
+    assert (
+        checked
+        == Counter({"event_id": len(ACME_LINES), "payload": expected_json, "metadata": expected_json})
+        - Counter()
+    )
+    keys = sorted(str(p.relative_to(root)) for p in root.rglob("*.parquet"))
+    other = tmp_path / "plain"
+    other.mkdir()
+    table = pa.concat_tables(jsonl.load_tables(ACME_LINES, "acme")).drop_columns(["tenant_id"])
+    ts = table.column("timestamp")
+    start, end = ts[0].as_py(), ts[len(ts) - 1].as_py()
+    coldtier.open_archive(str(other)).archive("acme", min(start, end), max(start, end), table)
+    assert keys and keys == sorted(str(p.relative_to(other)) for p in other.rglob("*.parquet"))

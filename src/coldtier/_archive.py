@@ -41,6 +41,9 @@ class Archive(abc.ABC):
     * **Nothing partial is ever visible** under a final key.
     * **Validated before anything is written**; bad input is
       :class:`~coldtier.InvalidRequest`.
+    * **Safe to share between threads.** Any method may be called from many
+      threads at once on one archive; concurrent repeats of a call still
+      leave one copy.
     """
 
     @classmethod

@@ -23,7 +23,8 @@ UTF-8 bytes)::
 
 No per-row Python: every piece is built from Arrow buffers with numpy and
 streamed into :mod:`hashlib` without concatenating the value bytes.  Large
-tables hash their columns on a few threads (``hashlib`` releases the GIL).
+tables hash their columns on a few threads of one shared, long-lived pool
+(``hashlib`` releases the GIL).
 
 This module must not import ``_format`` (which imports it); the column
 list below is checked against ``_format.SCHEMA`` by the tests.
@@ -34,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -42,7 +44,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["COLUMNS", "DIGEST_VERSION", "column_pieces", "header", "logical_digest"]
+__all__ = [
+    "COLUMNS",
+    "DIGEST_VERSION",
+    "column_pieces",
+    "digest_on_one_thread",
+    "hashing_pool",
+    "header",
+    "logical_digest",
+]
 
 #: Names the canonical encoding; goes first into every digest.  A change to
 #: the layout is a new version (and a new object format), never an edit.
@@ -72,12 +82,20 @@ def _str(value: str) -> bytes:
     return struct.pack("<I", len(raw)) + raw
 
 
-def header(rows: int) -> bytes:
-    """The header of the encoding for a table of ``rows`` rows."""
-    parts = [_str(DIGEST_VERSION), struct.pack("<QI", rows, len(COLUMNS))]
+def _columns_header() -> bytes:
+    parts = [struct.pack("<I", len(COLUMNS))]
     for name, label, nullable in COLUMNS:
         parts += [_str(name), _str(label), struct.pack("<B", nullable)]
     return b"".join(parts)
+
+
+_VERSION_HEADER = _str(DIGEST_VERSION)
+_COLUMNS_HEADER = _columns_header()  # the same for every table: built once
+
+
+def header(rows: int) -> bytes:
+    """The header of the encoding for a table of ``rows`` rows."""
+    return _VERSION_HEADER + struct.pack("<Q", rows) + _COLUMNS_HEADER
 
 
 # ---------------------------------------------------------------------------
@@ -231,15 +249,57 @@ def logical_digest(table: pa.Table | pa.RecordBatch) -> str:
     type whose values fit it.  Raises :class:`ValueError` on anything else,
     or on a null outside ``metadata``.
     """
+    return _logical_digest(table, parallel=True)
+
+
+def digest_on_one_thread(table: pa.Table | pa.RecordBatch) -> str:
+    """:func:`logical_digest` on the calling thread only (the writer runs it beside encoding)."""
+    return _logical_digest(table, parallel=False)
+
+
+class _SharedPool:
+    """One pool of hashing threads for the whole process, started on first use and kept.
+
+    No thread start-up per digest or per object.  Its tasks only hash: none
+    waits on another task, so any number of concurrent digests and writes
+    share it without deadlock (never submit a task that waits on this pool).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def get(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="coldtier-hash")
+            return self._pool
+
+    def forget(self) -> None:
+        """In a forked child the pool's threads do not exist: start a new one when needed."""
+        self._lock = threading.Lock()
+        self._pool = None
+
+
+_SHARED = _SharedPool()
+os.register_at_fork(after_in_child=_SHARED.forget)
+
+
+def hashing_pool() -> ThreadPoolExecutor:
+    """The process's shared hashing threads (see :class:`_SharedPool`)."""
+    return _SHARED.get()
+
+
+def _logical_digest(table: pa.Table | pa.RecordBatch, *, parallel: bool) -> str:
     columns = _columns(table)
     jobs = [(column, *spec) for column, spec in zip(columns, COLUMNS, strict=True)]
     rows = len(columns[0])
-    if rows >= _PARALLEL_ROWS and (workers := min(len(jobs), os.cpu_count() or 1)) > 1:
+    if parallel and rows >= _PARALLEL_ROWS and (os.cpu_count() or 1) > 1:
         # Largest first, so the last column to start is a small one.
         order = sorted(range(len(jobs)), key=lambda i: -jobs[i][0].get_total_buffer_size())
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="coldtier-digest") as pool:
-            futures = {i: pool.submit(_column_digest, *jobs[i]) for i in order}
-            digests = [futures[i].result() for i in range(len(jobs))]
+        pool = hashing_pool()
+        futures = {i: pool.submit(_column_digest, *jobs[i]) for i in order}
+        digests = [futures[i].result() for i in range(len(jobs))]
     else:
         digests = [_column_digest(*job) for job in jobs]
     h = hashlib.sha256(header(rows))

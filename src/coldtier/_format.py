@@ -160,7 +160,7 @@ def writer_options(compression: str = "zstd", compression_level: int | None = No
 
 def encode(
     table: pa.Table,
-    meta: dict[str, str],
+    meta: dict[str, str] | Callable[[], dict[str, str]],
     *,
     compression: str = "zstd",
     compression_level: int | None = None,
@@ -170,6 +170,8 @@ def encode(
     """Parquet bytes of a sorted :data:`SCHEMA` table with ``meta`` in the footer.
 
     ``encryption``: ``pyarrow.parquet.FileEncryptionProperties`` (see :mod:`coldtier._crypto`).
+    ``meta`` may be a function, called once the rows are encoded (the footer
+    is written last): the logical digest can then be computed meanwhile.
     """
     sink = pa.BufferOutputStream()
     options = writer_options(compression, compression_level)
@@ -177,7 +179,7 @@ def encode(
         options["encryption_properties"] = encryption
     with pq.ParquetWriter(sink, SCHEMA, **options) as writer:
         writer.write_table(table, row_group_size=row_group_events)
-        writer.add_key_value_metadata(meta)
+        writer.add_key_value_metadata(meta() if callable(meta) else meta)
     data: bytes = sink.getvalue().to_pybytes()
     return data
 

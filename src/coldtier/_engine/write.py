@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import _format, _observe, _validate
+from .. import _digest, _format, _observe, _validate
 from .._errors import ArchiveWriteError, InvalidRequest
 from .._types import Receipt, Window
 from .._validate.stream import SeenIds
@@ -52,14 +52,17 @@ class Writer:
         self._settings = settings
 
     def archive(self, tenant: str, win: Window, events: Any) -> Receipt:
+        json = True  # check the JSON text, unless coldtier wrote it (see _validate.JsonWritten)
+        if isinstance(events, _validate.JsonWritten):
+            events, json = events.events, False
         if isinstance(events, pa.RecordBatchReader):
-            return self._archive_stream(tenant, win, events)
+            return self._archive_stream(tenant, win, events, json=json)
         checks: list[Check] = []
         if isinstance(events, (pa.Table, pa.RecordBatch)):
             # The costly checks (JSON text, UUID text, unique ids) run while the
             # parts encode; _store_table writes nothing before they pass.
             table = _validate.conform_arrow(tenant, win, events)
-            checks = _validate.arrow_checks(table)
+            checks = _validate.arrow_checks(table, json=json)
         elif isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Iterable):
             raise InvalidRequest(
                 "events must be an iterable of coldtier.Event, a pyarrow.Table or a "
@@ -120,10 +123,15 @@ class Writer:
         over).
         """
         per = self._rows_per_object(table)
-        serial = self._settings.workers <= 1 or (table.num_rows <= min(per, _INLINE_ROWS))
+        # workers=1 still runs the checks beside the one encoder, and the
+        # writes beside the encoding (one thread of each): only a small
+        # one-part batch runs on the caller's thread alone.
+        serial = table.num_rows <= min(per, _INLINE_ROWS)
         if checks and serial:
-            table = _format.sort_events(_run_checks(checks, None) or table)
+            table, encoded = self._encode_checked(tenant, win, table, checks)
             checks = ()
+            if encoded is not None:
+                return _receipt([self._put(encoded)])
         while True:
             parts = list(_chunks(table, per))
             try:
@@ -146,6 +154,30 @@ class Writer:
                 checks = ()  # parts are only awaited once the checks have passed
                 continue
             return _receipt(results)
+
+    def _encode_checked(
+        self, tenant: str, win: Window, table: pa.Table, checks: Sequence[Check]
+    ) -> tuple[pa.Table, Encoded | None]:
+        """A small one-part batch: its checks and its digest on the shared hashing threads
+        while this thread encodes it (no pool is started; a hand-off costs some µs).
+
+        Returns the table to store and its object, or — when a check corrected
+        the table, or the object came out too large — the table alone, for
+        the caller to encode again.  Bad input raises before anything else.
+        """
+        checked = _digest.hashing_pool().submit(_run_checks, checks, None)
+        encoded: Encoded | None
+        try:
+            encoded = encode(tenant, win, table, None, None, settings=self._settings, beside=True)
+        except TooLarge:
+            encoded = None
+        except BaseException:
+            checked.result()  # bad input is reported before any other failure
+            raise
+        corrected = checked.result()  # bad input raises here
+        if corrected is not None:  # ids lower-cased: their order may change
+            return _format.sort_events(corrected), None
+        return table, encoded
 
     def _encode_numbered(self, tenant: str, win: Window, parts: list[pa.Table], index: int) -> Encoded:
         numbered = len(parts) > 1
@@ -217,7 +249,9 @@ class Writer:
 
     # -- streams ---------------------------------------------------------------
 
-    def _archive_stream(self, tenant: str, win: Window, reader: pa.RecordBatchReader) -> Receipt:
+    def _archive_stream(
+        self, tenant: str, win: Window, reader: pa.RecordBatchReader, *, json: bool = True
+    ) -> Receipt:
         """Archive a stream part by part; memory is bounded by ``workers`` parts.
 
         A stream that fits one object gives the same object as the same rows
@@ -254,14 +288,14 @@ class Writer:
 
         if single:  # one object: no pool to start
             for part in parts():
-                table = _format.sort_events(_validate.from_arrow(tenant, win, part))
+                table = _format.sort_events(_validate.from_arrow(tenant, win, part, json=json))
                 self._refuse_oversized_events(tenant, win, table)
                 results.append(self._store_stream_part(tenant, win, table, None))
         else:
             with ThreadPoolExecutor(workers) as pool:
                 try:
                     for index, part in enumerate(parts()):
-                        table = _format.sort_events(_validate.from_arrow(tenant, win, part))
+                        table = _format.sort_events(_validate.from_arrow(tenant, win, part, json=json))
                         del part
                         seen.add(table.column("event_id"), earlier)
                         self._refuse_oversized_events(tenant, win, table)

@@ -6,11 +6,12 @@ Every check runs before anything is written; a violation is
 
 from __future__ import annotations
 
-from .arrow import arrow_checks, conform_arrow, from_arrow
+from .arrow import JsonWritten, arrow_checks, conform_arrow, from_arrow
 from .events import from_events
 from .window import Window, optional_window, validate_tenant, window
 
 __all__ = [
+    "JsonWritten",
     "Window",
     "arrow_checks",
     "conform_arrow",

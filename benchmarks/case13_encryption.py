@@ -1,4 +1,4 @@
-"""Case 8: 1,000,000 events, encrypted (PME, per-tenant key) vs plaintext, archive and read, local.
+"""Case 13: 1,000,000 events, encrypted (PME, per-tenant key) vs plaintext, archive and read, local.
 
 Baseline: the same coldtier call on the same archive settings without
 ``encryption`` (the cost of encryption itself is the question; case 1 and
@@ -34,7 +34,7 @@ def run(quick: bool = False) -> list[Row]:
                 assert receipt.events == EVENTS
 
         times = interleave({"plain": lambda: archive(), "encrypted": lambda: archive(encryption=ring)}, reps)
-        rows.append(_row("8", "1M events, Arrow → local, encrypted vs plaintext archive", times))
+        rows.append(_row("13", "1M events, Arrow → local, encrypted vs plaintext archive", times))
 
         plain = coldtier.open_archive(str(plain_root))
         sealed = coldtier.open_archive(str(sealed_root), encryption=ring)
@@ -45,7 +45,7 @@ def run(quick: bool = False) -> list[Row]:
             assert archive.read("acme").num_rows == EVENTS
 
         reads = interleave({"plain-read": lambda: read(plain), "encrypted-read": lambda: read(sealed)}, reps)
-        rows.append(_row("8", "1M events, local → Arrow, encrypted vs plaintext read", reads))
+        rows.append(_row("13", "1M events, local → Arrow, encrypted vs plaintext read", reads))
     return rows
 
 

@@ -1,4 +1,4 @@
-"""Case 7: verify of many objects (2,000 objects, 1.07 GB; --quick: 300) locally and on moto, in MB/s.
+"""Case 12: verify of many objects (2,000 objects, 1.07 GB; --quick: 300) locally and on moto, in MB/s.
 
 Baselines measured in the same run over the same bytes: ``sha256sum``-style
 hashing (read each file / GET each object, SHA-256 it; one thread, and two),
