@@ -216,7 +216,8 @@ class ModelTests(Suite):
         assert streamed == {i: by_id[i] for i in oracle}  # content, not only ids, survives
         assert store.partial == [] and store.other == []
         assert set(store.final) == keys == set(mine())
-        assert final.verify(tenant).ok
+        report = final.verify(tenant)
+        assert report.ok, report.problems
 
 
 def _race(
