@@ -29,7 +29,14 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricR
 
 import coldtier
 import coldtier.observe
-from coldtier import ArchiveReadError, ArchiveWriteError, IntegrityError, InvalidRequest, _observe
+from coldtier import (
+    ArchiveReadError,
+    ArchiveWriteError,
+    IntegrityError,
+    InvalidRequest,
+    KeyUnavailable,
+    _observe,
+)
 from coldtier.testing import FaultProxy, Rule, make_events, window_of
 from coldtier.testing._checks import written
 from tests._moto import CREDENTIALS, BotoBackdoor, archive_url
@@ -188,6 +195,19 @@ def test_archived_through_names_tenants_only_when_enabled(metrics: Metrics, reco
     _no_tenant_anywhere({k: v for k, v in points.items() if k != "coldtier.archived_through"})
     full = [r for r in records() if "max_tenants" in r.__dict__]
     assert len(full) == 1 and full[0].levelno == logging.WARNING and full[0].max_tenants == 2
+
+
+def test_a_shredded_tenant_is_its_own_outcome(metrics: Metrics, tmp_path: Path) -> None:
+    coldtier.observe.configure(meter_provider=metrics.provider)
+    archive = coldtier.open_archive(f"memory://obs-{uuid.uuid4().hex}", encryption=(tmp_path / "keys").as_uri())
+    events = make_events("acme", 10)
+    archive.archive("acme", *window_of(events), events)
+    archive.shred("acme")
+    with pytest.raises(KeyUnavailable):
+        archive.read("acme")
+    calls = metrics.points()["coldtier.calls"]
+    assert calls[at(operation="read", backend="memory", outcome="key_unavailable")] == 1
+    assert calls[at(operation="archive", backend="memory", outcome="ok")] == 1
 
 
 def test_tenant_gauge_from_the_environment(metrics: Metrics, monkeypatch: pytest.MonkeyPatch) -> None:

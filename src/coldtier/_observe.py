@@ -67,6 +67,7 @@ from ._errors import (
     ArchiveWriteError,
     IntegrityError,
     InvalidRequest,
+    KeyUnavailable,
     PreconditionUnsupported,
 )
 from ._types import Receipt, VerifyReport
@@ -102,6 +103,7 @@ _OUTCOMES: tuple[tuple[type[BaseException], str], ...] = (
     (TypeError, "invalid"),
     (IntegrityError, "integrity"),
     (PreconditionUnsupported, "precondition"),
+    (KeyUnavailable, "key_unavailable"),  # shredded, denied or wrong: before read/write errors
     (ArchiveWriteError, "write_error"),
     (ArchiveReadError, "read_error"),
 )

@@ -23,7 +23,7 @@ from coldtier.testing import (
 
 from coldtier_azure import AzureStore
 
-from _azurite import KEY, PREFIX, Azurite, SDKBackdoor
+from _azurite import ACCOUNT, KEY, PREFIX, Azurite, SDKBackdoor
 
 
 class AzuriteRig:
@@ -134,11 +134,18 @@ def test_connection_string_from_the_environment(
     assert KEY not in repr(archive) and KEY not in archive.description()
 
 
-def test_archive_pickles(azurite: Azurite, container: str) -> None:
+def test_archive_pickles(azurite: Azurite, container: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As on a Dask worker (DESIGN.md §11): the credential is in each process's environment, never pickled.
+    monkeypatch.setenv(
+        "AZURE_STORAGE_CONNECTION_STRING",
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};BlobEndpoint={azurite.endpoint};",
+    )
     events = make_events("acme", 20)
-    archive = azurite.open(container)
+    archive = coldtier.open_archive(f"az://{container}/{PREFIX}")
     archive.archive("acme", *window_of(events), events)
-    copy = pickle.loads(pickle.dumps(archive))
+    pickled = pickle.dumps(archive)
+    assert KEY.encode() not in pickled
+    copy = pickle.loads(pickled)
     assert copy.read("acme").num_rows == 20 and copy.description() == archive.description()
 
 
