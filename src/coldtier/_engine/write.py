@@ -138,7 +138,7 @@ class Writer:
             table, encoded = self._encode_checked(tenant, win, table, checks)
             checks = ()
             if encoded is not None:
-                return _receipt([self._put(encoded)])
+                return self._recorded(tenant, win, [self._put(encoded)])
         while True:
             parts = list(_chunks(table, per))
             try:
