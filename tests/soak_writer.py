@@ -6,8 +6,11 @@ Options for ``open_archive`` come as JSON in ``COLDTIER_WRITER_OPTIONS``.
 Every call archives a batch made by ``make_table(EVENTS, start_us=..., seed=...)``
 (so the test can rebuild its event ids) for one of ``TENANTS`` tenants in a
 window of its own; one call in ten repeats an earlier batch of this writer.
-An acknowledged call prints ``ack {...}``, a failed one ``err {...}``; the
-process may be SIGKILLed at any point (a line half-written is not an ack).
+Every call first prints ``try {...}`` (writer and call); an acknowledged call
+then prints ``ack {...}``, a failed one ``err {...}``; the process may be
+SIGKILLed at any point (a line half-written is not an ack).  A call tried but
+never acknowledged is the caller's to retry (it kept its data): the soak test
+retries each one after the run, as the event store's next pass would.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ def main(argv: list[str]) -> int:
     call = 0
     while time.monotonic() < deadline:
         number = rng.randrange(call) if call and rng.random() < 0.1 else call
+        print("try " + json.dumps({"writer": writer, "call": number}), flush=True)
         began = time.monotonic()
         try:
             ack = archive_one(archive, writer, number)

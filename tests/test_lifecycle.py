@@ -195,6 +195,57 @@ def test_verify_reports_exactly_the_four_on_every_backend(rig: Rig) -> None:
     assert archive.read("acme", BASE, BASE + timedelta(hours=1)).num_rows == 3
 
 
+@pytest.mark.parametrize("lands", ["before verify's listing", "after verify's listing"])
+def test_verify_beside_an_archive_call_reports_nothing_of_it(tmp_path: Path, lands: str) -> None:
+    """An archive() running beside verify is no damage, whichever of its writes verify saw first.
+
+    The store's own ``list`` lets another writer's call land while verify lists
+    the tenant's month: before the listing, its object is listed but its
+    receipt appears only after verify's first load of receipts; after it, its
+    receipt names an object verify did not list.
+    """
+    archive = coldtier.open_archive(str(tmp_path))
+    hourly(archive, 2)
+    other = coldtier.open_archive(str(tmp_path))
+    store = archive.store  # type: ignore[attr-defined]
+    real_list = store.list
+    landed: list[str] = []
+    held: dict[Path, bytes] = {}  # the receipt kept back until verify has loaded receipts once
+    ledger_top = f"{RESERVED_PREFIX}ledger/acme"
+    receipts = lambda: set(tmp_path.glob(f"{RESERVED_PREFIX}ledger/**/*.json"))  # noqa: E731
+
+    def land() -> None:
+        events = make_events("acme", 3, start=BASE + timedelta(hours=30), seed=7)
+        landed.extend(other.archive("acme", *window_of(events), events).keys)
+
+    def listing(prefix: str) -> Any:
+        if prefix == "acme/2024-03" and not landed and lands == "before verify's listing":
+            before = receipts()
+            land()
+            (receipt,) = receipts() - before
+            held[receipt] = receipt.read_bytes()
+            receipt.unlink()
+        entries = real_list(prefix)
+        if prefix == "acme/2024-03" and not landed:
+            land()
+        if prefix == ledger_top and held and store.tops_listed:  # verify's second look
+            for path, body in held.items():
+                path.write_bytes(body)
+            held.clear()
+        if prefix == ledger_top:
+            store.tops_listed += 1
+        return entries
+
+    store.tops_listed = 0
+    store.list = listing
+    report = archive.verify("acme")
+    assert report.ok, report.problems
+    assert len(landed) == 1 and not held, (landed, held)
+    assert report.unrecorded == ()
+    store.list = real_list
+    assert archive.verify("acme").ok and len(archive.objects("acme")) == 3
+
+
 def test_archive_writes_one_receipt_and_a_retry_the_same_one(tmp_path: Path) -> None:
     archive = coldtier.open_archive(str(tmp_path))
     calls = counting(archive)

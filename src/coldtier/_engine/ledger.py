@@ -179,19 +179,23 @@ class Seen:
 def check(
     reader: Reader, tenant: str, objs: Sequence[ArchivedObject], seen: Seen
 ) -> tuple[list[Problem], list[str]]:
-    """Verify's ledger pass over one tenant: its problems, and the objects unrecorded but not damaged."""
+    """Verify's ledger pass over one tenant: its problems, and the objects unrecorded but not damaged.
+
+    An ``archive()`` running beside verify writes its objects, then its receipt,
+    so either can fall between verify's listing of objects and its loading of
+    receipts: a receipt naming an object the listing missed is looked up once
+    more (found: written after the listing, not missing), and objects without
+    a receipt make the receipts load once more (one finished in the meantime).
+    """
     entries, problems = load(reader, tenant)
-    recorded: dict[str, tuple[Recorded, str]] = {}
-    gone: set[str] = set()
-    for entry in entries:
-        if entry.kind in ("archive", "repack"):
-            for rec in entry.objects:
-                recorded.setdefault(rec.key, (rec, entry.key))
-        gone.update(rec.key for rec in entry.replaces)
     listed = {o.key: o for o in objs}
+    recorded, gone = _named(entries)
+    if any(key not in recorded and key not in gone for key in listed):
+        entries, problems = load(reader, tenant)  # a call may have written its receipt since
+        recorded, gone = _named(entries)
     for key, (rec, receipt) in sorted(recorded.items()):
         if key not in listed:
-            if key not in gone:
+            if key not in gone and not _exists(reader, key):
                 problems.append(Problem(key, f"missing: receipt {receipt} records it ({rec.events} events)"))
             continue
         digest = seen.digests.get(key)
@@ -218,6 +222,27 @@ def check(
             )
     problems.extend(_conflicts(reader, objs, seen, entries))
     return problems, unrecorded
+
+
+def _named(entries: Sequence[Entry]) -> tuple[dict[str, tuple[Recorded, str]], set[str]]:
+    """Objects the receipts record (with the receipt naming each first) and those they replace."""
+    recorded: dict[str, tuple[Recorded, str]] = {}
+    gone: set[str] = set()
+    for entry in entries:
+        if entry.kind in ("archive", "repack"):
+            for rec in entry.objects:
+                recorded.setdefault(rec.key, (rec, entry.key))
+        gone.update(rec.key for rec in entry.replaces)
+    return recorded, gone
+
+
+def _exists(reader: Reader, key: str) -> bool:
+    """Whether ``key`` is stored (written after verify listed, by a call running beside it)."""
+    try:
+        reader.stat(key)
+    except ColdTierError:
+        return False
+    return True
 
 
 def _conflicts(
