@@ -8,7 +8,8 @@ Every call archives a batch made by ``make_table(EVENTS, start_us=..., seed=...)
 window of its own; one call in ten repeats an earlier batch of this writer.
 Every call first prints ``try {...}`` (writer and call); an acknowledged call
 then prints ``ack {...}``, a failed one ``err {...}``; the process may be
-SIGKILLed at any point (a line half-written is not an ack).  A call tried but
+SIGKILLed at any point (a line half-written is not an ack); SIGTERM ends it
+after its current call.  A call tried but
 never acknowledged is the caller's to retry (it kept its data): the soak test
 retries each one after the run, as the event store's next pass would.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -54,10 +56,12 @@ def main(argv: list[str]) -> int:
     url, writer, seconds = argv[0], int(argv[1]), float(argv[2])
     archive = coldtier.open_archive(url, **json.loads(os.environ.get("COLDTIER_WRITER_OPTIONS", "{}")))
     rng = random.Random(writer)
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))  # stop after this call
     print("ready", flush=True)
     deadline = time.monotonic() + seconds
     call = 0
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stopping:
         number = rng.randrange(call) if call and rng.random() < 0.1 else call
         print("try " + json.dumps({"writer": writer, "call": number}), flush=True)
         began = time.monotonic()

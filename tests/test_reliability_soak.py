@@ -1,6 +1,8 @@
 """Load held, not a burst: writers and readers on one archive for a bounded time (marker ``soak``).
 
-On local and on S3 (moto), for ``COLDTIER_SOAK_SECONDS`` (default 12 s) each:
+On local and on S3 (moto), each until ``COLDTIER_SOAK_CALLS`` calls (default
+10,000) or for at most ``COLDTIER_SOAK_SECONDS`` (default :data:`CAP`: local
+300 s, S3 20 s), whichever comes first:
 
 * 8 writer threads in this process and 4 writer processes (``tests/soak_writer.py``)
   archive small batches of 12 tenants, each call a window of its own (one in
@@ -38,6 +40,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -46,7 +49,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import boto3
 import pytest
@@ -62,7 +65,11 @@ from tests._reliability import check_store, tally, timed
 pytestmark = pytest.mark.soak
 
 ROOT = Path(__file__).resolve().parents[1]
-SECONDS = float(os.environ.get("COLDTIER_SOAK_SECONDS", "12"))
+CALLS = int(os.environ.get("COLDTIER_SOAK_CALLS", "10000"))  # until this many calls
+#: at most this long a backend: local reaches CALLS well within it; S3 through moto and the
+#: fault proxy holds ~3-10 calls/s here, so it is bounded by time
+CAP = {"local": 300.0, "s3": 20.0}
+SECONDS_ENV = os.environ.get("COLDTIER_SOAK_SECONDS")
 THREADS, PROCESSES, READERS = 8, 4, 2
 KILL_EVERY = 6.0  # seconds between SIGKILLs of a writer process
 FD_SLACK, THREAD_SLACK, RSS_SLACK_MIB = 8, 2, 200
@@ -84,6 +91,10 @@ class Soak:
     acks: list[dict[str, Any]] = field(default_factory=list)
     tries: set[tuple[int, int]] = field(default_factory=set)  # (writer, call) of every call begun
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def calls(self) -> int:
+        with self.lock:
+            return sum(len(v) for v in self.latencies.values())
 
     def note(self, kind: str, seconds: float, error: str | None = None) -> None:
         with self.lock:
@@ -236,30 +247,55 @@ def _reader_thread(soak: Soak, archive: coldtier.Archive, seed: int, stop: threa
         )
 
 
-def _spawn(soak: Soak, writer: int, seconds: float) -> subprocess.Popen[str]:
+@dataclass
+class Writer:
+    """A writer process, its stdout read line by line as it runs (so calls are counted live)."""
+
+    proc: subprocess.Popen[str]
+    pump: threading.Thread
+    stderr: IO[str]
+
+
+def _spawn(soak: Soak, writer: int, seconds: float) -> Writer:
     env = {**os.environ, "COLDTIER_WRITER_OPTIONS": json.dumps(soak.options)}
     argv = [sys.executable, "-m", "tests.soak_writer", soak.url, str(writer), str(seconds)]
-    return subprocess.Popen(
-        argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by _collect)
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    pump = threading.Thread(target=_pump, args=(soak, proc), name=f"soak-pump-{writer}")
+    pump.start()
+    return Writer(proc, pump, stderr)
 
 
-def _collect(soak: Soak, proc: subprocess.Popen[str], killed: bool) -> None:
-    out, err = proc.communicate(timeout=60)
-    assert killed or proc.returncode == 0, err[-3000:]
-    for line in out.splitlines():
+def _pump(soak: Soak, proc: subprocess.Popen[str]) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
         kind, _, body = line.partition(" ")
         try:
             record = json.loads(body)
         except ValueError:
             continue  # the line a kill cut short, or "ready"
-        if kind == "try":
-            soak.tries.add((record["writer"], record["call"]))
-        elif kind == "ack":
+        with soak.lock:
+            if kind == "try":
+                soak.tries.add((record["writer"], record["call"]))
+            elif kind == "ack":
+                soak.acks.append(record)
+        if kind == "ack":
             soak.note("archive (process)", record["seconds"])
-            soak.acks.append(record)
         elif kind == "err":
             soak.note("archive (process)", record["seconds"], record["type"])
+
+
+def _collect(writer: Writer, killed: bool) -> None:
+    """Wait for a writer process (SIGKILLed, or told to stop with SIGTERM) and its last lines."""
+    code = writer.proc.wait(timeout=60)
+    writer.pump.join(60)
+    writer.proc.stdout.close()  # type: ignore[union-attr]
+    with writer.stderr:
+        writer.stderr.seek(0)
+        err = writer.stderr.read()
+    assert not writer.pump.is_alive(), "a writer's output was not read to its end"
+    # -SIGTERM: stopped while still starting, before its handler was in place (no call begun).
+    assert killed or code in (0, -signal.SIGTERM), err[-3000:]
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -268,6 +304,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def test_soak(soak: Soak) -> None:
+    seconds = float(SECONDS_ENV) if SECONDS_ENV else CAP[soak.backend]
     # One archive object shared by this process's threads, as an application would (and each
     # thread's own would make s3fs build a client per thread, on the one IO loop all share).
     warm = coldtier.open_archive(soak.url, **soak.options)  # load every code path and pool once
@@ -279,7 +316,7 @@ def test_soak(soak: Soak) -> None:
     stop = threading.Event()
     began = time.monotonic()
     with timed(AREA, soak.backend):
-        procs = {w: _spawn(soak, 100 + w, SECONDS) for w in range(PROCESSES)}
+        procs = {w: _spawn(soak, 100 + w, seconds) for w in range(PROCESSES)}
         threads = [
             threading.Thread(target=_writer_thread, args=(soak, warm, w, stop)) for w in range(THREADS)
         ]
@@ -288,22 +325,25 @@ def test_soak(soak: Soak) -> None:
         ]
         for thread in threads:
             thread.start()
-        kills, next_id, rng = 0, 100 + PROCESSES, random.Random(7)
-        while time.monotonic() - began < SECONDS:
-            time.sleep(min(KILL_EVERY, max(0.0, SECONDS - (time.monotonic() - began))))
-            left = SECONDS - (time.monotonic() - began)
-            if left > 3:
+        kills, next_id, rng, killed_at = 0, 100 + PROCESSES, random.Random(7), began
+        while time.monotonic() - began < seconds and soak.calls() < CALLS:
+            time.sleep(0.2)
+            now = time.monotonic()
+            left = seconds - (now - began)
+            if now - killed_at >= KILL_EVERY and left > 3:
                 victim = rng.choice(sorted(procs))
-                procs[victim].send_signal(signal.SIGKILL)
-                _collect(soak, procs.pop(victim), killed=True)
+                procs[victim].proc.send_signal(signal.SIGKILL)
+                _collect(procs.pop(victim), killed=True)
                 procs[next_id] = _spawn(soak, next_id, left)
-                next_id, kills = next_id + 1, kills + 1
+                next_id, kills, killed_at = next_id + 1, kills + 1, now
         stop.set()
+        for writer in procs.values():
+            writer.proc.send_signal(signal.SIGTERM)  # ends after its current call
         for thread in threads:
             thread.join(60)
             assert not thread.is_alive(), "a soak thread did not stop"
-        for proc in procs.values():
-            _collect(soak, proc, killed=False)
+        for writer in procs.values():
+            _collect(writer, killed=False)
         elapsed = time.monotonic() - began
     # -- the caller retries what was not acknowledged, directly (DESIGN.md §1) ---------
     direct = coldtier.open_archive(soak.direct_url, **soak.options)
@@ -333,9 +373,11 @@ def test_soak(soak: Soak) -> None:
     errors = ", ".join(f"{k} {n}" for k, n in sorted(soak.errors.items())) or "none"
     _stop_server(soak)
     faults = soak.faults
+    reached = f"target of {CALLS:,} calls reached" if calls >= CALLS else f"stopped at the {seconds:.0f} s bound"
     note = (
-        f"{elapsed:.0f} s, {calls:,} calls ({calls / elapsed:.1f}/s), {len(soak.acks):,} acknowledged archive "
-        f"calls = {written / elapsed:,.0f} events/s archived; latency p50/p99 archive "
+        f"{elapsed:.0f} s ({reached}), {calls:,} calls ({calls / elapsed:.1f}/s), "
+        f"{len(soak.acks):,} acknowledged archive calls = {written / elapsed:,.0f} events/s archived; "
+        f"latency p50/p99 archive "
         f"{_percentile(write_calls, 0.5) * 1000:.0f}/{_percentile(write_calls, 0.99) * 1000:.0f} ms, reads "
         f"{_percentile(read_calls, 0.5) * 1000:.0f}/{_percentile(read_calls, 0.99) * 1000:.0f} ms; "
         f"{kills} writer processes SIGKILLed; {len(retried)} calls not acknowledged, retried after the run; "
