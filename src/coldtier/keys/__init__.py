@@ -28,19 +28,13 @@ object's footer).  No key material, passphrase or credential may appear in
 from __future__ import annotations
 
 import abc
-import importlib
-import re
-import threading
-import warnings
-from collections import ChainMap
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
-from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from .._errors import InvalidRequest, MissingDependency, UnknownBackend
+from .._errors import InvalidRequest
+from .._plugins import Plugins
 
 __all__ = [
     "KeyProvider",
@@ -53,7 +47,6 @@ __all__ = [
 ]
 
 GROUP = "coldtier.keys"
-_SCHEME_RE = re.compile(r"^[a-z][a-z0-9+_.-]*$")
 
 KeyState = Literal["live", "shredded", "missing"]
 
@@ -151,93 +144,27 @@ _EXTRAS: Mapping[str, tuple[str, frozenset[str]]] = {
     "file": ("crypto", frozenset({"cryptography"})),
     "aws-kms": ("kms", frozenset({"cryptography", "boto3", "botocore"})),
 }
-_lock = threading.Lock()
-_registered: dict[str, str | type[KeyProvider]] = {}
-_entry_points: dict[str, str] | None = None
-
-
-def _usable(points: list[EntryPoint]) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for ep in points:
-        dist = ep.dist.name if ep.dist is not None else None
-        if ep.name in _BUILTIN or not _SCHEME_RE.match(ep.name):
-            if dist != "coldtier" and ep.value != _BUILTIN.get(ep.name):
-                why = "is a built-in key provider" if ep.name in _BUILTIN else "is not a valid scheme"
-                warnings.warn(
-                    f"ignoring the {GROUP} entry point {ep.name!r} = {ep.value!r} of "
-                    f"{dist or 'an unknown distribution'}: {ep.name!r} {why}",
-                    RuntimeWarning,
-                    stacklevel=4,
-                )
-            continue
-        found[ep.name] = ep.value
-    return found
-
-
-def _discovered() -> dict[str, str]:
-    global _entry_points  # noqa: PLW0603 - one lazily filled cache
-    with _lock:
-        if _entry_points is None:
-            _entry_points = _usable(list(entry_points(group=GROUP)))
-        return _entry_points
-
-
-def _reset_entry_points(extra: list[EntryPoint] | None = None) -> None:
-    """Forget discovered entry points (tests), optionally using ``extra`` instead."""
-    global _entry_points  # noqa: PLW0603 - one lazily filled cache
-    usable = None if extra is None else _usable(extra)
-    with _lock:
-        _entry_points = usable
-
-
-def _table() -> ChainMap[str, str | type[KeyProvider]]:
-    return ChainMap(_registered, _discovered(), dict(_BUILTIN))  # type: ignore[arg-type]
+_plugins: Plugins[type[KeyProvider]] = Plugins(
+    GROUP,
+    "key provider",
+    bases=(KeyProvider,),
+    kinds="coldtier.keys.KeyProvider",
+    builtin=_BUILTIN,
+    extras=_EXTRAS,
+)
+_registered = _plugins.registered
+_reset_entry_points = _plugins.reset  # tests: forget discovered entry points, or use others
+_load = _plugins.load
 
 
 def available_key_providers() -> Mapping[str, str]:
     """Scheme → ``"module:Class"`` of every key provider: built-ins, entry points, registered."""
-    return MappingProxyType(
-        {
-            scheme: t if isinstance(t, str) else f"{t.__module__}:{t.__qualname__}"
-            for scheme, t in sorted(_table().items())
-        }
-    )
+    return _plugins.available()
 
 
 def register_key_provider(scheme: str, cls: type[KeyProvider] | str, *, clobber: bool = False) -> None:
     """Register ``cls`` (a :class:`KeyProvider` subclass or ``"module:Class"``) for ``scheme``."""
-    if not isinstance(scheme, str) or not _SCHEME_RE.match(scheme):
-        raise InvalidRequest(f"invalid key provider scheme {scheme!r}: need ^[a-z][a-z0-9+_.-]*$")
-    if not clobber and scheme in _table():
-        raise InvalidRequest(f"a key provider for {scheme}:// is already registered; pass clobber=True")
-    if not isinstance(cls, str) and not (isinstance(cls, type) and issubclass(cls, KeyProvider)):
-        raise InvalidRequest(f"{cls!r} is not a coldtier.keys.KeyProvider subclass or a 'module:Class' string")
-    with _lock:
-        _registered[scheme] = cls
-
-
-def _load(scheme: str) -> type[KeyProvider]:
-    target = _table().get(scheme)
-    if target is None:
-        known = ", ".join(f"{s}://" for s in sorted(_table()))
-        raise UnknownBackend(f"no coldtier key provider for {scheme}://; known: {known}")
-    if not isinstance(target, str):
-        return target
-    module_name, _, attr = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        extra, modules = _EXTRAS.get(scheme, ("", frozenset()))
-        missing = (exc.name or "").split(".")[0]
-        if extra and missing in modules:
-            raise MissingDependency(
-                f"the {scheme}:// key provider needs {missing}: pip install 'coldtier[{extra}]'"
-            ) from exc
-        raise MissingDependency(f"the {scheme}:// key provider ({target}) could not be imported: {exc}") from exc
-    cls = getattr(module, attr, None)
-    if not (isinstance(cls, type) and issubclass(cls, KeyProvider)):
-        raise UnknownBackend(f"{target} for {scheme}:// is not a coldtier.keys.KeyProvider subclass")
-    return cls
+    _plugins.register(scheme, cls, clobber=clobber)
 
 
 def open_key_provider(url: str | KeyProvider, /, **options: Any) -> KeyProvider:
