@@ -345,6 +345,7 @@ def test_soak(soak: Soak) -> None:
         for writer in procs.values():
             _collect(writer, killed=False)
         elapsed = time.monotonic() - began
+    after = _resources()  # after the calls; the checks below read everything once more
     # -- the caller retries what was not acknowledged, directly (DESIGN.md §1) ---------
     direct = coldtier.open_archive(soak.direct_url, **soak.options)
     retried = sorted(soak.tries - {(ack["writer"], ack["call"]) for ack in soak.acks})
@@ -364,7 +365,6 @@ def test_soak(soak: Soak) -> None:
     assert not check.partial, check.partial
     assert lost == 0, f"{lost} acknowledged events missing"
     assert direct.verify().problems == ()
-    after = _resources()
     # -- figures ------------------------------------------------------------------------
     calls = sum(len(v) for v in soak.latencies.values())
     written = sum(1 for _ in soak.acks) * soak_writer.EVENTS
