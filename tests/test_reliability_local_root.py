@@ -291,3 +291,17 @@ def test_other_tenants_stay_readable_but_the_top_listing_names_the_link(world: d
     ], report.problems
     assert (report.objects, report.events) == (3, 400 + APRIL_EVENTS + BETA_EVENTS), report
     _record(2)
+
+
+def test_link_in_the_ledger_is_reported_and_the_objects_still_verified(world: dict[str, Any]) -> None:
+    """A receipt month of the ledger replaced by a link: a problem of the link; every object still checked."""
+    archive, root = world["archive"], world["root"]
+    ledger = root / "_coldtier~ledger" / "acme" / "2024-03"
+    assert ledger.is_dir()
+    _move_out(world, "_coldtier~ledger/acme/2024-03")
+    report = bounded(lambda: archive.verify())
+    assert [(p.key, p.message) for p in report.problems] == [
+        ("_coldtier~ledger/acme/2024-03", "a symbolic link (not followed)")
+    ], report.problems
+    assert (report.objects, report.events) == (3, 400 + APRIL_EVENTS + BETA_EVENTS), report
+    _record(1)
