@@ -759,6 +759,33 @@ def test_verify_prints_one_line_per_damaged_object(tmp_path: Path, acme_file: Pa
     assert len(machine["damaged"][0]["problems"]) == 1
 
 
+def test_verify_reports_a_planted_symlink_and_checks_the_rest(tmp_path: Path, acme_file: Path) -> None:
+    archive = tmp_path / "a"
+    (acme,) = coldtier_cli("archive", str(archive), str(acme_file), "-t", "acme", "--json").json()["keys"]
+    beta_file = tmp_path / "beta.jsonl"
+    beta_file.write_text(acme_file.read_text().replace('"acme"', '"beta"'))
+    assert coldtier_cli("archive", str(archive), str(beta_file), "-t", "beta").code == 0
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (archive / "evil").symlink_to(outside)  # beside the tenants, on a shared volume
+    human = coldtier_cli("verify", str(archive))
+    assert human.code == 1, (human.out, human.err)
+    problems = [line for line in human.out.splitlines() if line.startswith("PROBLEM ")]
+    assert problems == ["PROBLEM evil: a symbolic link (not followed), where a tenant directory should be"]
+    events = len(acme_file.read_text().splitlines())
+    assert human.out.splitlines()[-1].endswith(f"2 objects, {2 * events} events, 1 damaged object: 1 problem")
+    (archive / acme).unlink()
+    os.mkfifo(archive / acme)  # a FIFO under an object's name: never opened, no hang
+    machine = coldtier_cli("verify", str(archive), "--json")
+    assert machine.code == 1
+    found = machine.json()
+    assert [(p["key"], p["message"]) for p in found["problems"]] == [
+        (acme, "a FIFO (not opened), where an object should be"),
+        ("evil", "a symbolic link (not followed), where a tenant directory should be"),
+    ]
+    assert (found["objects"], found["events"], found["ok"]) == (1, events, False)
+
+
 def test_progress_steps_and_final_line(tmp_path: Path, acme_file: Path) -> None:
     archive = str(tmp_path / "a")
     code, text = _run_in_pty("archive", archive, str(acme_file), "-t", "acme")

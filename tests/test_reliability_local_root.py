@@ -9,8 +9,11 @@ through ``O_NOFOLLOW`` directory descriptors and refuses what is not its own
 * ``archive`` raises ``ArchiveWriteError`` naming the entry, and nothing is
   written outside the root (the planted target is byte-for-byte unchanged);
 * ``read`` raises ``ArchiveReadError`` naming it (never the events behind the
-  link, never silently fewer), and ``verify`` reports it — as a problem of
-  the object, or by raising on the listing — never "ok";
+  link, never silently fewer); ``verify`` reports exactly the planted entry
+  as a problem of its path (plus, where a receipt's objects are behind it,
+  those objects as missing), never "ok", and verifies everything else: the
+  other tenant and the tenant's other month are checked and their events
+  counted;
 * nothing hangs (each call runs under a 20 s bound; FIFOs are opened
   non-blocking and ``fstat``-ed before a byte is read).
 """
@@ -23,7 +26,7 @@ import shutil
 import stat
 import threading
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +84,10 @@ def world(tmp_path: Path) -> dict[str, Any]:
     other = make_table(300, seed=6, start_us=1_709_251_200_000_000 + 10_000_000)
     ots = other.column("timestamp")
     other_window = ots[0].as_py().replace(tzinfo=UTC), ots[-1].as_py().replace(tzinfo=UTC)
+    april = make_table(100, seed=7, start_us=APRIL_US)  # acme's other month
+    archive.archive("acme", *_window_of(april), april)
+    beta = make_table(50, seed=8)  # another tenant, same month
+    archive.archive("beta", *_window_of(beta), beta)
     return {
         "root": root,
         "outside": outside,
@@ -93,6 +100,16 @@ def world(tmp_path: Path) -> dict[str, Any]:
     }
 
 
+APRIL_US = 1_711_929_600_000_000  # 2024-04-01T00:00:00Z
+APRIL_EVENTS, BETA_EVENTS = 100, 50
+APRIL_START = datetime.fromtimestamp(APRIL_US / 1e6, UTC)
+
+
+def _window_of(table: Any) -> tuple[Any, Any]:
+    ts = table.column("timestamp")
+    return ts[0].as_py().replace(tzinfo=UTC), ts[-1].as_py().replace(tzinfo=UTC)
+
+
 def _move_out(world: dict[str, Any], rel: str) -> Path:
     """Move ``root/rel`` outside the root and leave a symlink to it in its place."""
     source = world["root"] / rel
@@ -103,7 +120,14 @@ def _move_out(world: dict[str, Any], rel: str) -> Path:
 
 
 def _refused(
-    world: dict[str, Any], rel: str, kind: str, *, verify_lists: bool, directory: bool = False
+    world: dict[str, Any],
+    rel: str,
+    kind: str,
+    *,
+    problems: list[tuple[str, str]],
+    objects: int,
+    events: int,
+    directory: bool = False,
 ) -> int:
     """archive (this batch, another), read, events and verify with ``rel`` planted; the clear errors raised."""
     archive, name = world["archive"], rel.rsplit("/", 1)[-1]
@@ -128,23 +152,27 @@ def _refused(
     with pytest.raises(coldtier.ArchiveReadError):
         bounded(lambda: list(archive.events("acme", *world["window"])))
     errors += 1
-    if verify_lists:  # the listing meets the entry: verify cannot list, and says why
-        with pytest.raises(coldtier.ArchiveReadError) as verified:
-            bounded(lambda: archive.verify())
-        assert name in str(verified.value), verified.value
-    else:  # the object is listed: verify reports it
-        report = bounded(lambda: archive.verify())
-        assert [p.key for p in report.problems] == [world["key"]], report.problems
-        assert kind in report.problems[0].message, report.problems
+    # verify reports the entry (never follows or opens it) and checks everything else
+    report = bounded(lambda: archive.verify())
+    assert not report.ok
+    got = [p.key for p in report.problems]
+    assert got == [key for key, _ in problems], report.problems
+    for found, (_, fragment) in zip(report.problems, problems, strict=True):
+        assert fragment in found.message, report.problems
+    assert (report.objects, report.events) == (objects, events), report
     errors += 1
+    beta = bounded(lambda: archive.verify("beta"))
+    assert beta.ok and (beta.objects, beta.events) == (1, BETA_EVENTS), beta
+    assert bounded(lambda: archive.read("beta")).num_rows == BETA_EVENTS
     assert snapshot(world["outside"]) == before, "a read or verify changed the outside"
     return errors
 
 
 CASES_NOTE = (
     "tenant dir -> symlink, month dir -> symlink, object -> symlink, FIFO, character device and "
-    "directory in an object's place, symlinked root's tenant on the top listing; "
-    "each: archive refused and nothing written outside, read/events refused naming it, verify reports it"
+    "directory in an object's place, a file in a month's and a tenant's place, a symlink beside the "
+    "tenants; each: archive refused and nothing written outside, read/events refused naming it, "
+    "verify reports exactly it as a problem and verifies the other tenant and month (counted)"
 )
 
 
@@ -152,34 +180,65 @@ def _record(errors: int) -> None:
     tally(AREA, "local", "cases: " + CASES_NOTE, trials=1, inputs=1, errors_raised=errors)
 
 
+LINK, SPECIAL = "a symbolic link (not followed), where", "(not opened), where an object should be"
+#: The batch archived beside a planted object, acme's April and beta: verified, counted.
+BESIDE = (3, 300 + APRIL_EVENTS + BETA_EVENTS)
+
+
 def test_tenant_directory_symlinked_outside(world: dict[str, Any]) -> None:
     _move_out(world, "acme")
-    _record(_refused(world, "acme", "symbolic link", verify_lists=True, directory=True))
+    found = [("acme", f"{LINK} a tenant directory should be")]
+    _record(
+        _refused(
+            world, "acme", "symbolic link", problems=found, objects=1, events=BETA_EVENTS, directory=True
+        )
+    )
+    alone = bounded(lambda: world["archive"].verify("acme"))  # its own listing is refused: a problem too
+    assert alone.problems[0] == coldtier.Problem(
+        "acme", "a symbolic link (not followed), where a directory should be"
+    )
+    # acme's ledger is still checked: its recorded objects (March's, April's) are not in the root
+    assert [p.message.split(":")[0] for p in alone.problems[1:]] == ["missing", "missing"], alone.problems
+    assert (alone.objects, alone.events) == (0, 0)
 
 
 def test_month_directory_symlinked_outside(world: dict[str, Any]) -> None:
     month = world["key"].split("/")[1]
     _move_out(world, f"acme/{month}")
-    _record(_refused(world, f"acme/{month}", "symbolic link", verify_lists=True, directory=True))
+    found = [(f"acme/{month}", f"{LINK} a month directory should be"), (world["key"], "missing: receipt")]
+    events = APRIL_EVENTS + BETA_EVENTS  # the month's object is outside: recorded, so reported missing
+    _record(
+        _refused(
+            world, f"acme/{month}", "symbolic link", problems=found, objects=2, events=events, directory=True
+        )
+    )
 
 
 def test_object_symlinked_outside(world: dict[str, Any]) -> None:
-    _move_out(world, world["key"])  # the link points at a whole, valid object: still refused
-    _record(_refused(world, world["key"], "symbolic link", verify_lists=True))
+    _move_out(world, world["key"])  # the link points at a whole, valid object: still refused, never counted
+    found = [(world["key"], f"{LINK} an object should be")]
+    _record(
+        _refused(world, world["key"], "symbolic link", problems=found, objects=BESIDE[0], events=BESIDE[1])
+    )
+    assert bounded(lambda: world["archive"].read("acme", APRIL_START)).num_rows == APRIL_EVENTS
 
 
 def test_fifo_in_place_of_an_object(world: dict[str, Any]) -> None:
     path = world["root"] / world["key"]
     path.unlink()
     os.mkfifo(path)
-    _record(_refused(world, world["key"], "FIFO", verify_lists=False))
+    found = [(world["key"], f"a FIFO {SPECIAL}")]
+    _record(_refused(world, world["key"], "FIFO", problems=found, objects=BESIDE[0], events=BESIDE[1]))
 
 
 def test_device_node_in_place_of_an_object(world: dict[str, Any]) -> None:
     path = world["root"] / world["key"]
     path.unlink()
     os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(1, 5))  # /dev/zero: a read would never end
-    _record(_refused(world, world["key"], "character device", verify_lists=False))
+    found = [(world["key"], f"a character device {SPECIAL}")]
+    _record(
+        _refused(world, world["key"], "character device", problems=found, objects=BESIDE[0], events=BESIDE[1])
+    )
 
 
 def test_directory_in_place_of_an_object(world: dict[str, Any]) -> None:
@@ -187,18 +246,62 @@ def test_directory_in_place_of_an_object(world: dict[str, Any]) -> None:
     path.unlink()
     path.mkdir()
     (path / "inner.parquet").write_bytes(b"not an object")
-    _record(_refused(world, world["key"], "a directory", verify_lists=False))
+    found = [(world["key"], "a directory, where an object should be")]
+    _record(_refused(world, world["key"], "a directory", problems=found, objects=BESIDE[0], events=BESIDE[1]))
+
+
+def test_file_in_place_of_a_month_and_of_a_tenant_directory(world: dict[str, Any]) -> None:
+    archive, root = world["archive"], world["root"]
+    (april_key,) = [o.key for o in archive.objects("acme", APRIL_START)]
+    shutil.rmtree(root / "acme/2024-04")
+    (root / "acme/2024-04").write_bytes(b"planted")
+    report = bounded(lambda: archive.verify())
+    assert [(p.key, p.message.split(":")[0]) for p in report.problems] == [
+        ("acme/2024-04", "a file, where a month directory should be"),
+        (april_key, "missing"),  # its receipt records it
+    ], report.problems
+    assert (report.objects, report.events) == (2, 400 + BETA_EVENTS), report
+    with pytest.raises(coldtier.ArchiveReadError, match="acme/2024-04: a file"):
+        bounded(lambda: archive.read("acme"))
+    assert bounded(lambda: archive.read("acme", *world["window"])).num_rows == 400  # March alone: no April
+    (beta_key,) = [o.key for o in archive.objects("beta")]
+    shutil.rmtree(root / "beta")
+    (root / "beta").write_bytes(b"planted")
+    alone = bounded(lambda: archive.verify("beta"))
+    assert [(p.key, p.message.split(":")[0]) for p in alone.problems] == [
+        ("beta", "a regular file, where a directory should be"),
+        (beta_key, "missing"),
+    ], alone.problems
+    with pytest.raises(coldtier.ArchiveReadError, match="beta"):
+        bounded(lambda: archive.read("beta"))
+    _record(3)
 
 
 def test_other_tenants_stay_readable_but_the_top_listing_names_the_link(world: dict[str, Any]) -> None:
-    """A planted link under one tenant stops only what has to list it: that tenant and the whole-archive calls."""
+    """A link beside the tenants: `tenants()` raises naming it; verify reports it and checks every tenant."""
     archive = world["archive"]
-    archive.archive("beta", *world["other_window"], world["other"].slice(0, 50))
     (world["root"] / "evil").symlink_to(world["outside"])
     assert archive.read("acme", *world["window"]).num_rows == 400
     assert archive.verify("beta").problems == ()
     with pytest.raises(coldtier.ArchiveReadError, match="evil"):
         archive.tenants()
-    with pytest.raises(coldtier.ArchiveReadError, match="evil"):
-        archive.verify()
+    report = bounded(lambda: archive.verify())
+    assert [(p.key, p.message) for p in report.problems] == [
+        ("evil", f"{LINK} a tenant directory should be")
+    ], report.problems
+    assert (report.objects, report.events) == (3, 400 + APRIL_EVENTS + BETA_EVENTS), report
     _record(2)
+
+
+def test_link_in_the_ledger_is_reported_and_the_objects_still_verified(world: dict[str, Any]) -> None:
+    """A receipt month of the ledger replaced by a link: a problem of the link; every object still checked."""
+    archive, root = world["archive"], world["root"]
+    ledger = root / "_coldtier~ledger" / "acme" / "2024-03"
+    assert ledger.is_dir()
+    _move_out(world, "_coldtier~ledger/acme/2024-03")
+    report = bounded(lambda: archive.verify())
+    assert [(p.key, p.message) for p in report.problems] == [
+        ("_coldtier~ledger/acme/2024-03", "a symbolic link (not followed)")
+    ], report.problems
+    assert (report.objects, report.events) == (3, 400 + APRIL_EVENTS + BETA_EVENTS), report
+    _record(1)

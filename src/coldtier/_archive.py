@@ -144,7 +144,14 @@ class Archive(abc.ABC):
 
     @abc.abstractmethod
     def tenants(self) -> list[str]:
-        """Sorted ids of the tenants present."""
+        """Sorted ids of the tenants present.
+
+        An entry beside the tenants that the store refuses to follow or open
+        (a symbolic link planted under a local root) raises
+        :class:`~coldtier.ArchiveReadError` naming it: it may be a tenant's
+        directory replaced by a link, and a list without it would be short,
+        silently.  ``verify()`` reports it as a problem and checks the rest.
+        """
 
     @abc.abstractmethod
     def verify(
@@ -161,7 +168,11 @@ class Archive(abc.ABC):
 
         A problem with an object is reported, not raised; a store that cannot
         be listed raises :class:`~coldtier.ArchiveReadError`, a location that
-        does not exist :class:`~coldtier.ArchiveNotFound` (never "OK").
+        does not exist :class:`~coldtier.ArchiveNotFound` (never "OK").  What
+        is not the archive's own where a tenant, month or object should be — a
+        symbolic link, a FIFO or device node (never followed or opened), a
+        directory named like an object, a file named like a month — is a
+        problem of its path, and everything else is still verified.
 
         To spread a scrub over machines and days (DESIGN.md §11):
         ``shard=(i, n)`` (or ``"i/n"``, ``1 <= i <= n``) checks only the

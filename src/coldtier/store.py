@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import errno
 import logging
 import random
 import re
@@ -54,6 +55,7 @@ __all__ = [
     "ObjectStore",
     "OptionSpec",
     "Stat",
+    "UnsafeEntry",
     "backoff",
     "bucket_and_prefix",
     "causes",
@@ -113,16 +115,48 @@ class Stat:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One name directly under a listed prefix: an object, or a "directory" (common prefix)."""
+    """One name directly under a listed prefix: an object, or a "directory" (common prefix).
+
+    ``unsafe`` says what a store found under the name when it is neither an
+    object nor a directory it will use, and refuses to follow or open it —
+    ``"a symbolic link (not followed)"``, ``"a FIFO (not opened)"`` (the local
+    store on a shared volume).  Readers of the archive raise naming it,
+    ``verify`` reports it as a problem and goes on.  Stores that have no such
+    thing leave it ``None``.
+    """
 
     key: str
     size: int = 0
     is_dir: bool = False
+    unsafe: str | None = None
 
     @property
     def name(self) -> str:
         """The last segment of :attr:`key`."""
         return self.key.rsplit("/", 1)[-1]
+
+
+class UnsafeEntry(OSError):
+    """A store refused what it found at ``key`` (or on the way to it): not what the archive put there.
+
+    Raised by a primitive instead of following a symbolic link or opening a
+    FIFO, a device or a directory where it expected an object (or a file
+    where it expected a directory).  ``found`` says what it is (``"a symbolic
+    link (not followed)"``), ``expected`` what should be there (``"a
+    directory"``).  ``verify`` turns a listing refused this way into a
+    problem of ``key``; other calls raise :class:`~coldtier.ArchiveReadError`
+    (or ``ArchiveWriteError``) naming it.
+    """
+
+    def __init__(self, key: str, found: str, expected: str) -> None:
+        super().__init__(errno.EPERM, f"refused {found} at {key}, expected {expected}")
+        self.key, self.found, self.expected = key, found, expected
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.key, self.found, self.expected))
 
 
 class ObjectStore(abc.ABC):
@@ -184,7 +218,9 @@ class ObjectStore(abc.ABC):
     # -- primitives ---------------------------------------------------------
 
     @abc.abstractmethod
-    def put(self, key: str, data: bytes, *, sha256: str, metadata: Mapping[str, str], lock: bool = True) -> bool:
+    def put(
+        self, key: str, data: bytes, *, sha256: str, metadata: Mapping[str, str], lock: bool = True
+    ) -> bool:
         """Store ``data`` under ``key`` only if no object is there.  Durable when it returns.
 
         Returns True when this call created the object, False when the store
@@ -229,6 +265,11 @@ class ObjectStore(abc.ABC):
         Objects and "directories" (common prefixes) one level down; entry keys
         are full keys (``prefix/name``).  Names no reader may list (temporary
         files) are left out.
+
+        A name the store will not follow or open (a symbolic link, a FIFO) is
+        listed with :attr:`Entry.unsafe` saying what it is, not left out and
+        not raised: verify reports it and checks the rest.  When ``prefix``
+        itself is such a thing, raise :class:`UnsafeEntry`.
 
         Note for implementers: return ``[]`` when nothing is under ``prefix``,
         but raise :class:`~coldtier.ArchiveNotFound` (or an error
@@ -320,7 +361,9 @@ def bucket_and_prefix(location: Location, *, bucket_re: re.Pattern[str] = _BUCKE
     """
     bucket, prefix = location.netloc, location.path.strip("/")
     if not bucket:
-        raise InvalidRequest(f"{location.scheme}:// URL names no bucket: use {location.scheme}://bucket/prefix")
+        raise InvalidRequest(
+            f"{location.scheme}:// URL names no bucket: use {location.scheme}://bucket/prefix"
+        )
     if not bucket_re.fullmatch(bucket):
         raise InvalidRequest(f"{location.scheme}:// URL needs a valid bucket name, got {bucket!r}")
     if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
@@ -379,4 +422,3 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 def causes(exc: BaseException) -> Iterator[BaseException]:
     """``exc`` and the exceptions it was raised from: where a library's response hides."""
     return _chain(exc)
-

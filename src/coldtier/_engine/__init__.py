@@ -19,7 +19,7 @@ from .. import _observe, _validate
 from .._archive import Archive, EventsInput
 from .._errors import InvalidRequest
 from .._options import ENGINE_OPTIONS, parse_url
-from .._types import ArchivedObject, Event, ExpireReport, Receipt, RepackReport, VerifyReport
+from .._types import ArchivedObject, Event, ExpireReport, Problem, Receipt, RepackReport, VerifyReport
 from .._validate.window import _aware_utc as aware_utc
 from ..keys import KeyProvider, Shredded
 from ..store import ObjectStore
@@ -163,15 +163,18 @@ class StoreArchive(Archive):
         plan = Plan.of(
             self.description(), shard=shard, sample=sample, state=state, recheck_after=recheck_after
         )
-        tenants = self._reader.tenants() if tenant is None else [tenant]
-        found = _verify.by_tenant(self._reader, tenants)
+        # What is not the archive's own (a symlink, a FIFO, a directory where an
+        # object should be) is a problem of its key; everything else is checked.
+        strays: list[Problem] = []
+        tenants = self._reader.tenants(strays) if tenant is None else [tenant]
+        found = _verify.by_tenant(self._reader, tenants, strays)
         everything = [o for f in found for o in f]
         todo = plan.select(everything)
         seen = ledger.Seen()
         report = _verify.check(self._reader, todo, progress, plan.record, seen)
         if len(todo) == len(everything):  # the ledger's cross-checks need every object seen
-            report = _verify.with_ledger(self._reader, tenants, found, seen, report)
-        return plan.finish(report)
+            report = _verify.with_ledger(self._reader, tenants, found, seen, report, strays=strays)
+        return plan.finish(_verify.with_strays(report, [p for p in strays if plan.holds(p.key)]))
 
     @_observe.operation("verify")
     def verify_object(self, obj: ArchivedObject) -> VerifyReport:
@@ -231,4 +234,3 @@ class StoreArchive(Archive):
 
     def new_key(self, tenant_id: str) -> str:
         return self._keys().new_key(_validate.validate_tenant(tenant_id))
-

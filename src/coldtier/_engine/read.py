@@ -16,14 +16,14 @@ import pyarrow as pa
 from .. import _format, _keys
 from .._archive import Progress
 from .._crypto import no_key, sealed_by
-from .._errors import ColdTierError, IntegrityError
+from .._errors import ArchiveReadError, ColdTierError, IntegrityError
 from .._format import SCHEMA, UTC
-from .._types import ArchivedObject, Event
-from ..store import Entry, ObjectStore, Stat
+from .._types import ArchivedObject, Event, Problem
+from ..store import Entry, ObjectStore, Stat, UnsafeEntry, causes
 from .faults import reading
 from .settings import Settings
 
-__all__ = ["Progress", "Reader", "Tally"]
+__all__ = ["Progress", "Reader", "Refused", "Tally", "refusals"]
 
 T = TypeVar("T")
 
@@ -54,8 +54,29 @@ class Reader:
             return [f.result() for f in futures]
 
     def ls(self, prefix: str) -> list[Entry]:
-        with reading(self._store, f"listing {prefix or 'the top'}"):
-            return self._store.list(prefix)
+        """The entries under ``prefix``; one the store refused (:attr:`Entry.unsafe`) raises, naming it."""
+        entries = self.survey(prefix)
+        for entry in entries:
+            if entry.unsafe is not None:
+                raise _refused(self._store, prefix, Problem(entry.key, entry.unsafe))
+        return entries
+
+    def survey(self, prefix: str, strays: list[Problem] | None = None) -> list[Entry]:
+        """The entries under ``prefix``, refused ones included (for verify).
+
+        With ``strays``, a refusal of ``prefix`` itself (:class:`UnsafeEntry`:
+        a symlink or a file where the directory should be) is added to it as a
+        problem and ``[]`` returned; every other listing failure raises.
+        """
+        try:
+            with reading(self._store, f"listing {prefix or 'the top'}"):
+                return self._store.list(prefix)
+        except ArchiveReadError as exc:
+            refused = refusals(exc)
+            if strays is None or not refused:
+                raise
+            strays.extend(refused)
+            return []
 
     def get(self, key: str) -> bytes:
         with reading(self._store, f"reading {key}"):
@@ -71,38 +92,91 @@ class Reader:
 
     # -- listing ---------------------------------------------------------------
 
-    def tenants(self) -> list[str]:
-        names = (e.name for e in self.ls("") if e.is_dir)
+    def tenants(self, strays: list[Problem] | None = None) -> list[str]:
+        """The tenant directories at the top; an entry the store refused raises, or with ``strays`` is added to it."""
+        entries = self.ls("") if strays is None else self.survey("")
+        for entry in entries:
+            if entry.unsafe is not None and strays is not None:
+                tenant = _TENANT_DIR_RE.fullmatch(entry.name)
+                where = "where a tenant directory should be" if tenant else "under the root"
+                strays.append(Problem(entry.key, f"{entry.unsafe}, {where}"))
+        names = (e.name for e in entries if e.is_dir)
         return sorted(n for n in names if _TENANT_DIR_RE.fullmatch(n) and n not in (".", ".."))
 
     def objects(self, tenant: str, lo: datetime | None, hi: datetime | None) -> list[ArchivedObject]:
+        """The objects of ``tenant`` that may hold events of ``[lo, hi]``.
+
+        An entry where an object or a month directory of the window should be
+        that is not one (a symbolic link, a FIFO, a directory named like an
+        object) raises :class:`ArchiveReadError` naming it: never fewer
+        events, silently.
+        """
+        strays: list[Problem] = []
+        found = self.scan(tenant, lo, hi, strays, strict=True)
+        if strays:
+            raise _refused(self._store, tenant, *strays)
+        return found
+
+    def scan(
+        self,
+        tenant: str,
+        lo: datetime | None,
+        hi: datetime | None,
+        strays: list[Problem],
+        *,
+        strict: bool = False,
+    ) -> list[ArchivedObject]:
+        """The objects of ``tenant`` in ``[lo, hi]``; what is not the archive's own is added to ``strays``.
+
+        Strays: entries the store refused (:attr:`Entry.unsafe`), a directory
+        named like an object, a file named like a month directory, a tenant or
+        month directory the store refused to list.  ``strict`` (for reads)
+        keeps only those that could hold events of the window: a refused
+        listing then raises.
+        """
         # An object lives in the month of its start, so months after `hi`
         # cannot overlap; earlier months can (a window may span months).
         last_month = None if hi is None else _keys.month(hi)
-        months = sorted(
-            e.key
-            for e in self.ls(tenant)
-            if e.is_dir and _MONTH_RE.fullmatch(e.name) and (last_month is None or e.name <= last_month)
-        )
+        months: list[str] = []
+        for e in self.survey(tenant, None if strict else strays):
+            month = _MONTH_RE.fullmatch(e.name) is not None
+            if month and last_month is not None and e.name > last_month:
+                continue
+            if e.unsafe is not None:
+                if month or not strict:
+                    where = "where a month directory should be" if month else "among the month directories"
+                    strays.append(Problem(e.key, f"{e.unsafe}, {where}"))
+            elif month and e.is_dir:
+                months.append(e.key)
+            elif month:
+                strays.append(Problem(e.key, "a file, where a month directory should be"))
+        months.sort()
+        listed = self.map(lambda m: self.survey(m, None if strict else strays), months)
         found: list[ArchivedObject] = []
-        for listing in self.map(self.ls, months):
-            for entry in listing:
-                info = _keys.parse_key(entry.name)
-                # A "directory" named like an object is kept: reading it fails loudly, verify reports it.
-                if info is None or info.tenant_id != tenant:
-                    continue
-                if (hi is not None and info.start > hi) or (lo is not None and info.end + _SECOND < lo):
-                    continue
-                found.append(
-                    ArchivedObject(
-                        key=entry.key,
-                        tenant_id=tenant,
-                        start=info.start,
-                        end=info.end,
-                        size=entry.size,
-                        digest=info.digest,
-                    )
+        for entry in (e for listing in listed for e in listing):
+            info = _keys.parse_key(entry.name)
+            if info is None or info.tenant_id != tenant:
+                if entry.unsafe is not None and not strict:
+                    strays.append(Problem(entry.key, f"{entry.unsafe}, among the objects"))
+                continue
+            if (hi is not None and info.start > hi) or (lo is not None and info.end + _SECOND < lo):
+                continue
+            if entry.unsafe is not None:
+                strays.append(Problem(entry.key, f"{entry.unsafe}, where an object should be"))
+                continue
+            if entry.is_dir:
+                strays.append(Problem(entry.key, "a directory, where an object should be"))
+                continue
+            found.append(
+                ArchivedObject(
+                    key=entry.key,
+                    tenant_id=tenant,
+                    start=info.start,
+                    end=info.end,
+                    size=entry.size,
+                    digest=info.digest,
                 )
+            )
         found.sort(key=lambda o: (o.start, o.end, o.key))
         return found
 
@@ -135,7 +209,9 @@ class Reader:
             raise no_key(obj.tenant_id, key_id)
         return self.cipher.decryption(obj.tenant_id, key_id)
 
-    def read(self, tenant: str, lo: datetime | None, hi: datetime | None, progress: Progress | None) -> pa.Table:
+    def read(
+        self, tenant: str, lo: datetime | None, hi: datetime | None, progress: Progress | None
+    ) -> pa.Table:
         objs = self.objects(tenant, lo, hi)
         tally = Tally(progress, objs)
         tables = self.map(lambda o: tally.done(o, self.read_object(o, lo, hi)), objs)
@@ -198,6 +274,32 @@ class Reader:
                         f"event {eid!r} in {keys} of {self._store.description()} is malformed: {exc}"
                     ) from exc
                 yield event
+
+
+class Refused(ArchiveReadError):
+    """A read met what is not the archive's own (never followed or opened); ``strays`` says what."""
+
+    strays: tuple[Problem, ...] = ()
+
+
+def _refused(store: ObjectStore, prefix: str, *strays: Problem) -> Refused:
+    more = f" (and {len(strays) - 1} more; run verify)" if len(strays) > 1 else ""
+    error = Refused(
+        f"listing {prefix or 'the top'} in {store.description()} failed: refused {strays[0]}{more}"
+    )
+    error.strays = strays
+    return error
+
+
+def refusals(exc: BaseException) -> list[Problem]:
+    """What ``exc`` (a read's error) refused: the entries not followed or opened, or ``[]`` if none."""
+    if isinstance(exc, Refused):
+        return list(exc.strays)
+    return [
+        Problem(e.key, f"{e.found}, where {e.expected} should be")
+        for e in causes(exc)
+        if isinstance(e, UnsafeEntry)
+    ][:1]
 
 
 def with_tenant(table: pa.Table, tenant: str) -> pa.Table:

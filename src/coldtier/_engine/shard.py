@@ -214,13 +214,17 @@ class Plan:
     def select(self, objs: Iterable[ArchivedObject]) -> list[ArchivedObject]:
         """The objects of this shard, less those the state calls fresh, sampled; counts the rest."""
         now = datetime.now(UTC)
-        mine = [o for o in objs if self.shard is None or shard_of(o.key, self.shard[1]) == self.shard[0]]
+        mine = [o for o in objs if self.holds(o.key)]
         todo = [o for o in mine if self.state is None or not self.state.fresh(o, now, self.recheck_after)]
         if self.sample is not None:
             draw = random.Random(self.seed)
             todo = [o for o in todo if draw.random() < self.sample]
         self.skipped = len(mine) - len(todo)
         return todo
+
+    def holds(self, key: str) -> bool:
+        """Whether ``key`` is in this run's shard (every key, unsharded)."""
+        return self.shard is None or shard_of(key, self.shard[1]) == self.shard[0]
 
     def record(self, obj: ArchivedObject, report: VerifyReport) -> VerifyReport:
         if self.state is not None:

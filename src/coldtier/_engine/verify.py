@@ -12,32 +12,53 @@ import pyarrow.compute as pc
 
 from .. import _format, _keys
 from .._crypto import PLAIN_COLUMNS, sealed_by
-from .._errors import ColdTierError
+from .._errors import ArchiveReadError, ColdTierError
 from .._format import SCHEMA, UTC
 from .._types import ArchivedObject, Problem, VerifyReport
 from ..keys import key_tenant
 from . import ledger
 from .faults import reason
-from .read import Progress, Reader, Tally
+from .read import Progress, Reader, Tally, refusals
 
-__all__ = ["by_tenant", "check", "listed", "verify", "verify_object", "with_ledger"]
+__all__ = ["by_tenant", "check", "listed", "verify", "verify_object", "with_ledger", "with_strays"]
 
 
 def verify(reader: Reader, tenants: list[str], progress: Progress | None) -> VerifyReport:
-    """Check every object of ``tenants`` (``workers`` at a time), then the ledger; listing failures raise."""
-    found = by_tenant(reader, tenants)
+    """Check every object of ``tenants`` (``workers`` at a time), then the ledger; listing failures raise.
+
+    What is not the archive's own (a symlink, a FIFO, a directory where an
+    object should be: see :meth:`Reader.scan`) is reported, never followed.
+    """
+    strays: list[Problem] = []
+    found = by_tenant(reader, tenants, strays)
     seen = ledger.Seen()
-    return with_ledger(reader, tenants, found, seen, check(reader, [o for f in found for o in f], progress, seen=seen))
+    report = check(reader, [o for f in found for o in f], progress, seen=seen)
+    return with_strays(with_ledger(reader, tenants, found, seen, report, strays=strays), strays)
 
 
-def by_tenant(reader: Reader, tenants: list[str]) -> list[list[ArchivedObject]]:
-    """The objects of each of ``tenants``, the tenants listed ``workers`` at a time."""
-    return reader.map(lambda t: reader.objects(t, None, None), tenants)
+def by_tenant(
+    reader: Reader, tenants: list[str], strays: list[Problem] | None = None
+) -> list[list[ArchivedObject]]:
+    """The objects of each of ``tenants``, the tenants listed ``workers`` at a time.
+
+    With ``strays``, what is not the archive's own is added to it (else it raises).
+    """
+    if strays is None:
+        return reader.map(lambda t: reader.objects(t, None, None), tenants)
+    return reader.map(lambda t: reader.scan(t, None, None, strays), tenants)
 
 
 def listed(reader: Reader, tenants: list[str]) -> list[ArchivedObject]:
     """Every object of ``tenants``, the tenants listed ``workers`` at a time."""
     return [o for found in by_tenant(reader, tenants) for o in found]
+
+
+def with_strays(report: VerifyReport, strays: list[Problem]) -> VerifyReport:
+    """``report`` with the entries its listing refused first, by key."""
+    if not strays:
+        return report
+    ordered = tuple(sorted(strays, key=lambda p: (p.key, p.message)))
+    return dataclasses.replace(report, problems=ordered + report.problems)
 
 
 def check(
@@ -63,13 +84,29 @@ def with_ledger(
     found: list[list[ArchivedObject]],
     seen: ledger.Seen,
     report: VerifyReport,
+    *,
+    strays: list[Problem] | None = None,
 ) -> VerifyReport:
-    """``report`` and the ledger's findings over every object of ``tenants`` (all of them checked into ``seen``)."""
+    """``report`` and the ledger's findings over every object of ``tenants`` (all of them checked into ``seen``).
+
+    With ``strays`` (what the listing refused), a refused entry met in the
+    ledger's own listing is added to it, and the ledger's findings of a key
+    already there are left out (a receipt's object behind a symlink is that
+    symlink's problem).
+    """
     problems = list(report.problems)
     unrecorded = list(report.unrecorded)
     for tenant, objs in zip(tenants, found, strict=True):
-        more, loose = ledger.check(reader, tenant, objs, seen)
-        problems.extend(more)
+        try:
+            more, loose = ledger.check(reader, tenant, objs, seen)
+        except ArchiveReadError as exc:
+            refused = refusals(exc)
+            if strays is None or not refused:
+                raise
+            strays.extend(refused)
+            continue
+        stray_keys = {p.key for p in strays or ()}
+        problems.extend(p for p in more if p.key not in stray_keys)
         unrecorded.extend(loose)
     return dataclasses.replace(report, problems=tuple(problems), unrecorded=tuple(unrecorded))
 
@@ -117,10 +154,17 @@ def verify_object(reader: Reader, obj: ArchivedObject, seen: ledger.Seen | None 
         full = meta.get("coldtier.digest", "")
         actual = "" if sealed else _format.logical_digest(_format.conform(table))
         if full[:16] != obj.digest:
-            problem(f"footer digest {full[:16] or '(none)'} does not match the digest {obj.digest} in its name")
+            problem(
+                f"footer digest {full[:16] or '(none)'} does not match the digest {obj.digest} in its name"
+            )
         elif not sealed and actual != full:
-            problem(f"content digest {actual[:16]} (of its events) does not match the digest {obj.digest} in its name")
-    if (fmt := meta.get("coldtier.format")) not in ("1", _format.FORMAT_VERSION):  # format 1: by its bytes, above
+            problem(
+                f"content digest {actual[:16]} (of its events) does not match the digest {obj.digest} in its name"
+            )
+    if (fmt := meta.get("coldtier.format")) not in (
+        "1",
+        _format.FORMAT_VERSION,
+    ):  # format 1: by its bytes, above
         problem(f"footer coldtier.format is {fmt!r}, expected {_format.FORMAT_VERSION!r}")
     expect = {
         "coldtier.tenant_id": obj.tenant_id,

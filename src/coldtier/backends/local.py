@@ -14,9 +14,11 @@ it, on a volume other users may write to, nothing is: every path is walked
 one component at a time through directory file descriptors opened with
 ``O_NOFOLLOW``, so no write, read or listing follows a symbolic link.  A
 symlink, FIFO, device node or directory where the archive expects its own
-directory or object is refused with :class:`UnsafeEntry`, naming it; objects
-are opened ``O_NONBLOCK`` and ``fstat``-ed before a byte is read, so a FIFO
-never hangs a reader.
+directory or object is refused with :class:`~coldtier.store.UnsafeEntry`,
+naming it, and a listing shows such an entry with ``Entry.unsafe`` set (so
+``verify`` reports it and checks the rest); objects are opened
+``O_NONBLOCK`` and ``fstat``-ed before a byte is read, so a FIFO never hangs
+a reader.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Self
 
 from fsspec.implementations.local import LocalFileSystem
 
-from ..store import ArchiveNotFound, Entry, Fault, InvalidRequest, Location, Stat
+from ..store import ArchiveNotFound, Entry, Fault, InvalidRequest, Location, Stat, UnsafeEntry
 from ._fsspec import FsspecStore
 
 __all__ = ["LocalStore", "UnsafeEntry"]
@@ -52,22 +54,14 @@ _KINDS = {
 }
 
 
-class UnsafeEntry(OSError):
-    """Something under the archive root is not what the archive put there (a symlink, FIFO, ...)."""
-
-    def __str__(self) -> str:
-        return str(self.strerror)
-
-
-def _refusal(found: str, key: str, expected: str) -> str:
-    return (
-        f"refused {found} at {key}, expected {expected} "
-        "(no link or special file under an archive root is followed or opened)"
-    )
-
-
 def _kind(mode: int) -> str:
-    return _KINDS.get(stat_mode.S_IFMT(mode), "a special file")
+    """What a file of ``mode`` is, and why it is not used: ``"a FIFO (not opened)"``."""
+    kind = _KINDS.get(stat_mode.S_IFMT(mode), "a special file")
+    if stat_mode.S_ISLNK(mode):
+        return f"{kind} (not followed)"
+    if stat_mode.S_ISDIR(mode) or stat_mode.S_ISREG(mode):
+        return kind
+    return f"{kind} (not opened)"
 
 
 class LocalStore(FsspecStore):
@@ -147,7 +141,7 @@ class LocalStore(FsspecStore):
             found = _kind(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
         except OSError:
             found = "not usable"
-        return UnsafeEntry(errno.EPERM, _refusal(found, key, expected))
+        return UnsafeEntry(key, found, expected)
 
     @contextlib.contextmanager
     def _open_object(self, key: str) -> Iterator[tuple[int, os.stat_result]]:
@@ -157,12 +151,12 @@ class LocalStore(FsspecStore):
                 fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
             except OSError as exc:
                 if exc.errno == errno.ELOOP:
-                    raise self._unsafe(dfd, name, key, "a regular file") from exc
+                    raise self._unsafe(dfd, name, key, "an object (a regular file)") from exc
                 raise
             try:
                 info = os.fstat(fd)
                 if not stat_mode.S_ISREG(info.st_mode):
-                    raise UnsafeEntry(errno.EPERM, _refusal(_kind(info.st_mode), key, "a regular file"))
+                    raise UnsafeEntry(key, _kind(info.st_mode), "an object (a regular file)")
                 yield fd, info
             finally:
                 os.close(fd)
@@ -223,12 +217,12 @@ class LocalStore(FsspecStore):
                             continue
                         key = f"{prefix}/{item.name}" if prefix else item.name
                         info = item.stat(follow_symlinks=False)
-                        if stat_mode.S_ISLNK(info.st_mode):
-                            raise UnsafeEntry(
-                                errno.EPERM, _refusal("a symbolic link", key, "a directory or an object")
-                            )
-                        is_dir = stat_mode.S_ISDIR(info.st_mode)
-                        entries.append(Entry(key, 0 if is_dir else info.st_size, is_dir))
+                        if stat_mode.S_ISDIR(info.st_mode):
+                            entries.append(Entry(key, is_dir=True))
+                        elif stat_mode.S_ISREG(info.st_mode):
+                            entries.append(Entry(key, info.st_size))
+                        else:  # listed, never followed or opened: verify reports it, reads refuse it
+                            entries.append(Entry(key, unsafe=_kind(info.st_mode)))
         except FileNotFoundError as exc:
             if not self.location_exists():
                 raise ArchiveNotFound(

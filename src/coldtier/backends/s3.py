@@ -6,7 +6,10 @@ overwritten.  Each put carries the object's SHA-256 twice: as
 ``x-amz-checksum-sha256``, which the service checks against the bytes it
 received, and as metadata ``coldtier-sha256``, which a ``HEAD`` returns so a
 refused create is confirmed without downloading the object.  Puts go straight
-to the client, so only botocore's (configured) retries apply.
+to the client, so only botocore's (configured) retries apply.  botocore retries
+requests, not the reading of a body: a GET whose body is cut mid-way (fewer
+bytes than its ``Content-Length``, a reset) is sent again by coldtier, at most
+``max_attempts`` GETs in all, within the GET's one deadline.
 
 Time is bounded (see :mod:`coldtier.backends._deadline`): botocore's
 ``connect_timeout`` and ``read_timeout`` are the ``timeout`` option and its
@@ -19,6 +22,7 @@ deadline.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 import re
@@ -188,12 +192,25 @@ class S3Store(FsspecStore):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def get(self, key: str) -> bytes:
-        # One GET, no HEAD for the size first; the deadline covers reading the body too.
-        limits, nbytes = self._fs.limits, self._get_bytes
+        # One GET, no HEAD for the size first.  botocore retries the request, not the read of its
+        # body: a body cut mid-way is fetched again here, at most max_attempts GETs in all, with
+        # jittered backoff between them; the one deadline covers every attempt and pause.
+        limits, nbytes, path = self._fs.limits, self._get_bytes, self.path(key)
+
+        async def attempts() -> bytes:
+            for delay in itertools.chain(backoff(limits.attempts, base=0.2, cap=20.0), [None]):
+                try:
+                    data: bytes = await self._fs._cat_file(path, max_concurrency=1)
+                    return data
+                except Exception as exc:
+                    if delay is None or not _cut_body(exc):
+                        raise
+                retried(self)
+                await asyncio.sleep(delay)
+            raise AssertionError("unreachable")  # pragma: no cover
 
         def get() -> bytes:
-            coro = self._fs._cat_file(self.path(key), max_concurrency=1)
-            data: bytes = self.run(limits.within, coro, limits.bound(nbytes))
+            data: bytes = self.run(limits.within, attempts(), limits.bound(nbytes))
             return data
 
         return self.bounded("GET", key, get, nbytes=nbytes)
@@ -288,6 +305,37 @@ class R2Store(S3Store):
             "client_kwargs": {"region_name": "auto"},
             "fixed_upload_size": True,
         }
+
+
+#: What a body read cut mid-way raises (aiohttp, aiobotocore, botocore, http.client), by class name.
+_CUT_BODY = frozenset(
+    {
+        "ClientPayloadError",
+        "ContentLengthError",
+        "TransferEncodingError",
+        "IncompleteReadError",
+        "IncompleteRead",
+        "ResponseStreamingError",
+    }
+)
+#: Failures of the request itself, which botocore has already retried: not retried again.
+_REQUEST_FAILED = frozenset(
+    {"ConnectionClosedError", "EndpointConnectionError", "ReadTimeoutError", "ConnectTimeoutError"}
+)
+
+
+def _cut_body(exc: BaseException) -> bool:
+    """Whether ``exc`` says an answer's body ended early (fewer bytes than its length, a reset mid-read).
+
+    A timeout or a failed request is not: botocore already retried those.
+    """
+    for err in causes(exc):
+        name = type(err).__name__
+        if name in _REQUEST_FAILED or isinstance(err, TimeoutError):
+            return False
+        if name in _CUT_BODY or isinstance(err, ConnectionResetError):
+            return True
+    return False
 
 
 def _retry_attempts(answer: object) -> int:
