@@ -7,9 +7,11 @@ set for the cluster here; the test process passes them as options.
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 import warnings
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +142,44 @@ def test_a_failed_task_is_a_problem_for_each_of_its_objects(tmp_path: Path, clie
     assert (report.objects, report.events) == (3, 0)
     assert [p.key for p in report.problems] == [o.key for o in group]
     assert all("its Dask task failed (ZeroDivisionError" in p.message for p in report.problems)
+
+
+def _reuse(event: coldtier.Event, at: datetime, n: int) -> coldtier.Event:
+    """A distinct event at ``at`` that reuses ``event``'s id."""
+    return dataclasses.replace(event, timestamp=at, payload={"reused": n})
+
+
+def test_read_on_the_cluster_keeps_what_read_keeps_of_an_id_reused_across_objects(
+    tmp_path: Path, client: Any
+) -> None:
+    archive = coldtier.open_archive(str(tmp_path))
+    days = [
+        make_events("acme", 40, start=START + timedelta(days=d), step=timedelta(minutes=1), seed=d)
+        for d in range(4)
+    ]
+    first, second, third = days[0][5], days[0][30], days[1][10]
+    days[1][20] = _reuse(first, days[1][20].timestamp, 1)  # reused one object later ...
+    days[3][7] = _reuse(first, days[3][7].timestamp, 3)  # ... and three objects later
+    days[2][0] = _reuse(second, days[2][0].timestamp, 2)
+    days[3][39] = _reuse(third, days[3][39].timestamp, 4)
+    for batch in days:  # four objects whose windows do not overlap
+        archive.archive("acme", *window_of(batch), batch)
+    overlap = [*days[2][30:], _reuse(second, days[2][35].timestamp + timedelta(seconds=1), 5)]
+    archive.archive(
+        "acme", *window_of(overlap), overlap
+    )  # copies across overlapping objects, and one more reuse
+    want = archive.read("acme")
+    assert want.num_rows == 4 * 40 - 4  # each reused id once (the earliest), each copy once
+    assert {e.id for e in (first, second, third)} <= {
+        uuid.UUID(i) for i in want.column("event_id").to_pylist()
+    }
+    for partition_bytes in (1, 2**30):  # one partition per object run, or all in one
+        frame = coldtier.dask.read(str(tmp_path), "acme", partition_bytes=partition_bytes)
+        assert frame.npartitions == (4 if partition_bytes == 1 else 1)
+        got = pa.Table.from_pandas(frame.compute(), preserve_index=False)
+        assert got.cast(want.schema).equals(want)
+    lo = START + timedelta(days=1, minutes=15)  # the first copy outside the window: the next one is kept
+    got = pa.Table.from_pandas(
+        coldtier.dask.read(str(tmp_path), "acme", lo, partition_bytes=1).compute(), preserve_index=False
+    )
+    assert got.cast(want.schema).equals(archive.read("acme", lo))

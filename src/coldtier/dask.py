@@ -34,6 +34,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 
 from . import _format, _registry
@@ -42,6 +43,7 @@ from ._errors import InvalidRequest, MissingDependency
 from ._types import ArchivedObject, Problem, VerifyReport
 
 try:
+    import dask
     import dask.dataframe as dd
     import distributed
 except ImportError as exc:  # pragma: no cover - the extra is installed in every test run
@@ -128,12 +130,18 @@ def read(
     partition_bytes: int = 128 * 2**20,
     **options: Any,
 ) -> dd.DataFrame:
-    """:meth:`~coldtier.Archive.read` as a lazy Dask DataFrame: each event once across all partitions.
+    """:meth:`~coldtier.Archive.read` as a lazy Dask DataFrame: the same events, each id once, in its order.
 
     Partitions are in time order, each sorted by ``(timestamp, event_id)``;
     objects whose windows overlap are in one partition, so copies of an
-    event (which share its timestamp) meet and are dropped there.  Listing
-    happens now, in this process; reading when the frame is computed.
+    event (which share its timestamp) meet and are dropped there.  Distinct
+    events that reuse one id in objects that do not overlap are settled as
+    ``Archive.read`` settles them: the earliest ``(timestamp, event_id)``
+    wins, ties to the older object.  With more than one partition that takes
+    one pass over the ids (a 64-bit hash per event, gathered in one task, and
+    the real ids only of hashes seen in more than one partition), so no
+    partition is final before every partition has been read.  Listing happens
+    now, in this process; reading when the frame is computed.
     """
     if partition_bytes < 1:
         raise InvalidRequest("partition_bytes must be positive")
@@ -141,7 +149,28 @@ def read(
     objs = archive.objects(tenant, start, end)
     parts = list(_partitions(objs, partition_bytes)) or [()]
     reader = _ReadPartition(archive, tenant, start, end)
-    return dd.from_map(reader, parts, meta=reader.meta(), label="coldtier-read", enforce_metadata=False)
+    if len(parts) == 1:
+        return dd.from_map(reader, parts, meta=reader.meta(), label="coldtier-read", enforce_metadata=False)
+    token = dask.base.tokenize(reader, [[o.key for o in part] for part in parts])
+    loaded = [
+        dask.delayed(reader, pure=True)(part, dask_key_name=f"coldtier-read-{token}-{i}")
+        for i, part in enumerate(parts)
+    ]
+    hashes = [
+        dask.delayed(_id_hashes, pure=True)(frame, dask_key_name=f"coldtier-read-ids-{token}-{i}")
+        for i, frame in enumerate(loaded)
+    ]
+    shared = dask.delayed(_shared_hashes, pure=True)(hashes, dask_key_name=f"coldtier-read-shared-{token}")
+    claims = [
+        dask.delayed(_claims, pure=True)(frame, shared, i, dask_key_name=f"coldtier-read-claims-{token}-{i}")
+        for i, frame in enumerate(loaded)
+    ]
+    owners = dask.delayed(_owners, pure=True)(claims, dask_key_name=f"coldtier-read-owners-{token}")
+    final = [
+        dask.delayed(_owned, pure=True)(frame, owners, i, dask_key_name=f"coldtier-read-final-{token}-{i}")
+        for i, frame in enumerate(loaded)
+    ]
+    return dd.from_delayed(final, meta=reader.meta(), verify_meta=False)
 
 
 # ---------------------------------------------------------------------------
@@ -237,7 +266,9 @@ def _outcome(future: Any, group: list[ArchivedObject]) -> VerifyReport:
         report: VerifyReport = future.result()
     except Exception as exc:  # noqa: BLE001 - whatever the task met is a finding about its objects
         message = f"cannot be checked: its Dask task failed ({type(exc).__name__}: {exc})"
-        return VerifyReport(objects=len(group), events=0, problems=tuple(Problem(o.key, message) for o in group))
+        return VerifyReport(
+            objects=len(group), events=0, problems=tuple(Problem(o.key, message) for o in group)
+        )
     return report
 
 
@@ -268,6 +299,49 @@ def _verify_group(group: list[ArchivedObject], *, archive: Archive) -> VerifyRep
             message = f"cannot be checked: {type(exc).__name__}: {exc}"
             reports.append(VerifyReport(objects=1, events=0, problems=(Problem(obj.key, message),)))
     return VerifyReport.combine(reports)
+
+
+def _id_hashes(frame: pd.DataFrame) -> np.ndarray[Any, Any]:
+    """The 64-bit hash of each event id of one partition (each id is there once)."""
+    return np.unique(_hash_ids(frame["event_id"]))
+
+
+def _shared_hashes(hashes: list[np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:
+    """Hashes in more than one partition: the only ids that can be in two (a few, or none)."""
+    values, counts = np.unique(np.concatenate(hashes), return_counts=True)
+    shared: np.ndarray[Any, Any] = values[counts > 1]
+    return shared
+
+
+def _claims(frame: pd.DataFrame, shared: np.ndarray[Any, Any], index: int) -> pd.DataFrame:
+    """This partition's rows whose id hash is shared: id, timestamp and the partition's index."""
+    rows = frame.loc[np.isin(_hash_ids(frame["event_id"]), shared), ["event_id", "timestamp"]]
+    return rows.assign(part=index)
+
+
+def _owners(claims: list[pd.DataFrame]) -> dict[str, int]:
+    """For each shared id, the partition holding its first ``(timestamp, event_id)`` (ties: the older objects)."""
+    import pandas as pd  # noqa: PLC0415 - a worker-side task
+
+    every = pd.concat(claims, ignore_index=True).sort_values(["timestamp", "part"], kind="stable")
+    first = every.drop_duplicates("event_id", keep="first")
+    return dict(zip(first["event_id"], first["part"], strict=True))
+
+
+def _owned(frame: pd.DataFrame, owners: dict[str, int], index: int) -> pd.DataFrame:
+    """``frame`` without the ids another partition holds first."""
+    lost = [eid for eid, part in owners.items() if part != index]
+    if not lost:
+        return frame
+    return frame.loc[~frame["event_id"].isin(lost)].reset_index(drop=True)
+
+
+def _hash_ids(ids: Any) -> np.ndarray[Any, Any]:
+    """A 64-bit hash of each id (pandas' own, as its joins use)."""
+    import pandas as pd  # noqa: PLC0415 - a worker-side task
+
+    hashed: np.ndarray[Any, Any] = pd.util.hash_array(np.asarray(ids, dtype=object))
+    return hashed
 
 
 class _ReadPartition:
