@@ -8,6 +8,11 @@ set for the cluster here; the test process passes them as options.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import signal
+import threading
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -138,7 +143,7 @@ def test_a_failed_task_is_a_problem_for_each_of_its_objects(tmp_path: Path, clie
     group = every_object(archive)
     failed = client.submit(divmod, 1, 0, pure=False)  # a task that fails on a worker
     distributed.wait([failed])
-    report = _outcome(failed, group)
+    report = VerifyReport.combine(_outcome(failed, group))
     assert (report.objects, report.events) == (3, 0)
     assert [p.key for p in report.problems] == [o.key for o in group]
     assert all("its Dask task failed (ZeroDivisionError" in p.message for p in report.problems)
@@ -183,3 +188,134 @@ def test_read_on_the_cluster_keeps_what_read_keeps_of_an_id_reused_across_object
         coldtier.dask.read(str(tmp_path), "acme", lo, partition_bytes=1).compute(), preserve_index=False
     )
     assert got.cast(want.schema).equals(archive.read("acme", lo))
+
+
+def _verify_tasks(dask_scheduler: Any) -> tuple[int, dict[str, list[str]]]:
+    """On the scheduler: verify tasks finished, and those each worker is processing."""
+    done = sum(ts.state == "memory" for key, ts in dask_scheduler.tasks.items() if _verifying(key))
+    processing = {
+        w.address: [ts.key for ts in w.processing if _verifying(ts.key)]
+        for w in dask_scheduler.workers.values()
+    }
+    return done, processing
+
+
+def _verifying(key: Any) -> bool:
+    return isinstance(key, str) and key.startswith("coldtier-verify-")
+
+
+def _kill_a_worker_mid_verify(client: Any, url: str) -> tuple[VerifyReport, list[str]]:
+    """``coldtier.dask.verify`` (one object per task) with one worker SIGKILLed once a task has finished."""
+    pids = client.run(os.getpid)
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["report"] = coldtier.dask.verify(url, client, group_objects=1)
+        except BaseException as exc:  # handed to the test thread below
+            outcome["error"] = exc
+
+    verifying = threading.Thread(target=run, daemon=True)
+    verifying.start()
+    deadline = time.monotonic() + 20
+    while True:
+        assert verifying.is_alive(), f"verify ended before a worker could be killed: {outcome}"
+        assert time.monotonic() < deadline, "no verify task ran within 20 s"
+        done, processing = client.run_on_scheduler(_verify_tasks)
+        victim = next((worker for worker, keys in processing.items() if keys), None)
+        if done and victim is not None:
+            os.kill(pids[victim], signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    verifying.join(60)
+    assert not verifying.is_alive(), "verify did not finish within 60 s of the kill"
+    client.wait_for_workers(2, timeout=30)  # the nanny starts a new worker process
+    assert pids[victim] not in client.run(os.getpid).values()
+    assert "error" not in outcome, outcome
+    return outcome["report"], processing[victim]
+
+
+def test_verify_on_the_cluster_survives_a_killed_worker(tmp_path: Path, client: Any) -> None:
+    archive = coldtier.open_archive(str(tmp_path))
+    for tenant in ("acme", "globex"):
+        for hour in range(30):
+            events = make_events(
+                tenant, 200, start=START + timedelta(hours=hour), step=timedelta(seconds=10), seed=hour
+            )
+            archive.archive(tenant, *window_of(events), events)
+    objs = every_object(archive)
+    here = archive.verify()
+    assert (here.ok, here.objects) == (True, 60)
+
+    # Dask's default: the killed worker's tasks (running, or finished with their result on it) run again.
+    there, lost = _kill_a_worker_mid_verify(client, str(tmp_path))
+    assert there == here
+    story = client.run_on_scheduler(
+        lambda dask_scheduler: [(s[0], s[2], s[4]) for s in dask_scheduler.story(*lost)]
+    )
+    rerun = {key for key, finish, stimulus in story if finish == "released" and "worker-cleanup" in stimulus}
+    assert rerun  # the lost tasks were rescheduled, and their objects checked again
+
+    # A scheduler that gives up on a task at once (allowed-failures 0): KilledWorker, reported, not dropped.
+    allowed = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.allowed_failures)
+    client.run_on_scheduler(lambda dask_scheduler: setattr(dask_scheduler, "allowed_failures", 0))
+    try:
+        there, lost = _kill_a_worker_mid_verify(client, str(tmp_path))
+    finally:
+        client.run_on_scheduler(lambda dask_scheduler: setattr(dask_scheduler, "allowed_failures", allowed))
+    failed = {p.key for p in there.problems}
+    assert failed  # the tasks running on the killed worker
+    assert failed <= {
+        objs[int(key.rsplit("-", 1)[1])].key for key in lost
+    }  # one object per task, in listing order
+    assert all("its Dask task failed (KilledWorker" in p.message for p in there.problems)
+    assert len(there.problems) == len(failed)  # each failed object named once
+    assert (there.objects, there.events) == (
+        here.objects,
+        here.events - 200 * len(failed),
+    )  # the rest checked
+
+
+def test_verify_on_the_cluster_with_a_state_file_and_a_sample(tmp_path: Path, client: Any) -> None:
+    from tests.test_cli import coldtier_cli
+    from tests.test_scrub import _state_keys
+
+    root, state = tmp_path / "a", tmp_path / "state.jsonl"
+    archive = coldtier.open_archive(str(root))
+    total = fill(archive)
+    first = coldtier.dask.verify(str(root), client, state=state, group_objects=3)
+    assert first == VerifyReport(objects=total, events=5 * total)
+    assert _state_keys(state) == {
+        o.key for o in every_object(archive)
+    }  # recorded here, as the tasks returned
+    victim = every_object(archive)[7].key
+    flip_a_byte(root / victim)
+    again = coldtier.dask.verify(str(root), client, state=state)
+    assert again == VerifyReport(objects=0, events=0, skipped=total)  # no object read: the rot goes unseen
+    assert archive.verify(state=state) == again  # one state file for the CLI's verify and the cluster's
+    due = coldtier.dask.verify(str(root), client, state=state, recheck_after=timedelta(microseconds=1))
+    assert (due.objects, due.skipped, {p.key for p in due.problems}) == (total, 0, {victim})
+    after = coldtier.dask.verify(str(root), client, state=state)  # the damaged object left the state
+    assert (after.objects, after.skipped, {p.key for p in after.problems}) == (1, total - 1, {victim})
+
+    # A sample: the same seed and share draw the same objects as the CLI's --sample --seed.
+    cli_state, dask_state = tmp_path / "cli.jsonl", tmp_path / "dask.jsonl"
+    done = coldtier_cli(
+        "verify", str(root), "--sample", "0.4", "--seed", "7", "--state", str(cli_state), "--json"
+    )
+    assert done.code in (0, 1), done.err
+    by_cli = json.loads(done.out)
+    sampled = coldtier.dask.verify(str(root), client, sample=0.4, seed=7, state=dask_state)
+    assert (sampled.objects, sampled.skipped) == (by_cli["objects"], by_cli["skipped"])
+    assert sampled.objects + sampled.skipped == total and 0 < sampled.objects < total
+    assert _state_keys(dask_state) == _state_keys(cli_state)  # the same objects checked without a problem
+    assert sampled == archive.verify(sample=0.4, seed=7)
+    other = coldtier.dask.verify(str(root), client, sample=0.4, seed=8)
+    assert other.objects + other.skipped == total
+
+    # Shards with their own state files still add up to one verify.
+    shards = [
+        coldtier.dask.verify(str(root), client, shard=(i, 4), state=tmp_path / f"shard-{i}.jsonl")
+        for i in range(1, 5)
+    ]
+    assert VerifyReport.combine(shards) == archive.verify()

@@ -29,6 +29,7 @@ Needs the ``dask`` extra: ``pip install 'coldtier[dask]'``.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -39,6 +40,7 @@ import pyarrow as pa
 
 from . import _format, _registry
 from ._archive import Archive
+from ._engine.shard import Plan
 from ._errors import InvalidRequest, MissingDependency
 from ._types import ArchivedObject, Problem, VerifyReport
 
@@ -87,6 +89,10 @@ def verify(
     tenant: str | None = None,
     *,
     shard: tuple[int, int] | str | None = None,
+    state: str | os.PathLike[str] | None = None,
+    recheck_after: timedelta | float | None = None,
+    sample: float | None = None,
+    seed: int | None = None,
     group_objects: int = 32,
     group_bytes: int = 256 * 2**20,
     progress: bool = False,
@@ -94,31 +100,36 @@ def verify(
 ) -> VerifyReport:
     """:meth:`~coldtier.Archive.verify` on the cluster: the same report, every object checked once.
 
-    A task that fails as a whole (a worker lost, a task that cannot run)
-    becomes one problem per object of its group, naming the object; the
-    other groups are still checked.  A store that cannot be listed raises,
-    as ``Archive.verify`` does.
+    ``shard``, ``state``, ``recheck_after``, ``sample`` and ``seed`` mean
+    what they mean to ``Archive.verify`` (and ``coldtier verify --shard
+    --state --recheck-after --sample --seed``): the state file is on this
+    machine, read before any task is submitted and written here as each
+    task's results return, so the CLI and this function can take turns with
+    one file.  A task that fails as a whole (a worker lost for good, a task
+    that cannot run) becomes one problem per object of its group, naming the
+    object; the other groups are still checked.  A store that cannot be
+    listed raises, as ``Archive.verify`` does.
     """
     if group_objects < 1 or group_bytes < 1:
         raise InvalidRequest("group_objects and group_bytes must be positive")
     archive = _open(url, options)
+    plan = Plan.of(archive.description(), sample=sample, state=state, recheck_after=recheck_after, seed=seed)
     dask_client = _client(client)
-    objs = [o for found in _listings(archive, dask_client, tenant, None, None, shard) for o in found]
-    groups = list(_groups(objs, group_objects, group_bytes))
+    listed = [o for found in _listings(archive, dask_client, tenant, None, None, shard) for o in found]
+    groups = list(_groups(plan.select(listed), group_objects, group_bytes))
     if not groups:
-        return VerifyReport(objects=0, events=0)
+        return plan.finish(VerifyReport(objects=0, events=0))
     run = uuid.uuid4().hex[:12]
-    futures = dask_client.map(
-        _verify_group,
-        groups,
-        archive=archive,
-        key=[f"coldtier-verify-{run}-{i}" for i in range(len(groups))],
-    )
+    keys = [f"coldtier-verify-{run}-{i}" for i in range(len(groups))]
+    futures = dask_client.map(_verify_group, groups, archive=archive, key=keys)
     if progress:
         distributed.progress(futures)
-    distributed.wait(futures)
-    reports = [_outcome(future, group) for future, group in zip(futures, groups, strict=True)]
-    return VerifyReport.combine(reports)
+    of_key = dict(zip(keys, groups, strict=True))
+    reports: dict[str, list[VerifyReport]] = {}
+    for future in distributed.as_completed(futures):  # the state records each group as it returns
+        group = of_key[future.key]
+        reports[future.key] = [plan.record(o, r) for o, r in zip(group, _outcome(future, group), strict=True)]
+    return plan.finish(VerifyReport.combine([r for key in keys for r in reports[key]]))
 
 
 def read(
@@ -260,16 +271,14 @@ def _partitions(objs: Sequence[ArchivedObject], most_bytes: int) -> Iterator[tup
         yield tuple(part)
 
 
-def _outcome(future: Any, group: list[ArchivedObject]) -> VerifyReport:
-    """The group's report, or one problem per object when its task failed, was lost or cancelled."""
+def _outcome(future: Any, group: list[ArchivedObject]) -> list[VerifyReport]:
+    """Each object's report, or a problem for each object when the group's task failed, was lost or cancelled."""
     try:
-        report: VerifyReport = future.result()
+        reports: list[VerifyReport] = future.result()
     except Exception as exc:  # noqa: BLE001 - whatever the task met is a finding about its objects
         message = f"cannot be checked: its Dask task failed ({type(exc).__name__}: {exc})"
-        return VerifyReport(
-            objects=len(group), events=0, problems=tuple(Problem(o.key, message) for o in group)
-        )
-    return report
+        return [VerifyReport(objects=1, events=0, problems=(Problem(o.key, message),)) for o in group]
+    return reports
 
 
 # ---------------------------------------------------------------------------
@@ -290,7 +299,7 @@ def _list_tenant(
     return found if shard is None else [o for o in found if shard_of(o.key, shard[1]) == shard[0]]
 
 
-def _verify_group(group: list[ArchivedObject], *, archive: Archive) -> VerifyReport:
+def _verify_group(group: list[ArchivedObject], *, archive: Archive) -> list[VerifyReport]:
     reports = []
     for obj in group:
         try:
@@ -298,7 +307,7 @@ def _verify_group(group: list[ArchivedObject], *, archive: Archive) -> VerifyRep
         except Exception as exc:  # noqa: BLE001 - one object's failure is its finding, not the group's
             message = f"cannot be checked: {type(exc).__name__}: {exc}"
             reports.append(VerifyReport(objects=1, events=0, problems=(Problem(obj.key, message),)))
-    return VerifyReport.combine(reports)
+    return reports
 
 
 def _id_hashes(frame: pd.DataFrame) -> np.ndarray[Any, Any]:
