@@ -143,7 +143,7 @@ def test_a_failed_task_is_a_problem_for_each_of_its_objects(tmp_path: Path, clie
     group = every_object(archive)
     failed = client.submit(divmod, 1, 0, pure=False)  # a task that fails on a worker
     distributed.wait([failed])
-    report = VerifyReport.combine(_outcome(failed, group))
+    report = VerifyReport.combine(_outcome(failed, group)[0])
     assert (report.objects, report.events) == (3, 0)
     assert [p.key for p in report.problems] == [o.key for o in group]
     assert all("its Dask task failed (ZeroDivisionError" in p.message for p in report.problems)
@@ -331,3 +331,25 @@ def test_verify_on_the_cluster_with_a_state_file_and_a_sample(tmp_path: Path, cl
         for i in range(1, 5)
     ]
     assert VerifyReport.combine(shards) == archive.verify()
+
+
+def test_verify_on_the_cluster_checks_across_objects_as_verify_does(tmp_path: Path, client: Any) -> None:
+    archive = coldtier.open_archive(str(tmp_path))
+    fill(archive, ("acme",), 6)
+    early = make_events("acme", 10, start=START - timedelta(days=3), seed=21)
+    late = make_events("acme", 10, start=START + timedelta(days=3), seed=22)
+    late[4] = _reuse(early[2], late[4].timestamp, 1)  # a distinct event reusing an id, in an object far away
+    for batch in (early, late):
+        archive.archive("acme", *window_of(batch), batch)
+    here = archive.verify()
+    assert [p.message for p in here.problems] == [
+        f"event id {early[2].id} is also stored in {archive.objects('acme', *window_of(early))[0].key}"
+        " with different contents (readers return only one of them)"
+    ]
+    there = coldtier.dask.verify(str(tmp_path), client, group_objects=2)
+    assert there == here
+    assert coldtier.dask.verify(str(tmp_path), client, tenant="acme") == archive.verify("acme")
+    alone = coldtier.dask.verify(
+        str(tmp_path), client, cross_check=False
+    )  # each object on its own: it is intact
+    assert (alone.objects, alone.events, alone.problems) == (here.objects, here.events, ())

@@ -40,6 +40,8 @@ import pyarrow as pa
 
 from . import _format, _registry
 from ._archive import Archive
+from ._engine import ledger
+from ._engine import verify as _verify
 from ._engine.shard import Plan
 from ._errors import InvalidRequest, MissingDependency
 from ._types import ArchivedObject, Problem, VerifyReport
@@ -80,7 +82,8 @@ def objects(
     ``shard=(i, n)`` keeps those of shard ``i`` of ``n``, as ``verify --shard`` splits them.
     """
     archive = _open(url, options)
-    return [o for found in _listings(archive, _client(client), tenant, start, end, shard) for o in found]
+    names = archive.tenants() if tenant is None else [tenant]
+    return [o for found in _listings(archive, _client(client), names, start, end, shard) for o in found]
 
 
 def verify(
@@ -96,6 +99,7 @@ def verify(
     group_objects: int = 32,
     group_bytes: int = 256 * 2**20,
     progress: bool = False,
+    cross_check: bool = True,
     **options: Any,
 ) -> VerifyReport:
     """:meth:`~coldtier.Archive.verify` on the cluster: the same report, every object checked once.
@@ -109,27 +113,45 @@ def verify(
     that cannot run) becomes one problem per object of its group, naming the
     object; the other groups are still checked.  A store that cannot be
     listed raises, as ``Archive.verify`` does.
+
+    When every object is checked (no shard, sample or fresh state entry), the
+    checks across objects that ``Archive.verify`` makes follow here, in this
+    process: an event id stored twice with different contents, and the
+    ledger's receipts.  They need every object's event ids here, as
+    ``Archive.verify`` holds them (about 40 bytes per event, sent back by the
+    tasks); ``cross_check=False`` leaves them out for archives too large for
+    that (verify per tenant with ``tenant=`` keeps them affordable).
     """
     if group_objects < 1 or group_bytes < 1:
         raise InvalidRequest("group_objects and group_bytes must be positive")
     archive = _open(url, options)
     plan = Plan.of(archive.description(), sample=sample, state=state, recheck_after=recheck_after, seed=seed)
     dask_client = _client(client)
-    listed = [o for found in _listings(archive, dask_client, tenant, None, None, shard) for o in found]
-    groups = list(_groups(plan.select(listed), group_objects, group_bytes))
+    names = archive.tenants() if tenant is None else [tenant]
+    found = _listings(archive, dask_client, names, None, None, shard)
+    listed = [o for objs in found for o in objs]
+    todo = plan.select(listed)
+    seen = ledger.Seen() if cross_check and shard is None and len(todo) == len(listed) else None
+    groups = list(_groups(todo, group_objects, group_bytes))
     if not groups:
-        return plan.finish(VerifyReport(objects=0, events=0))
+        return plan.finish(_cross_checked(archive, names, found, seen, VerifyReport(objects=0, events=0)))
     run = uuid.uuid4().hex[:12]
     keys = [f"coldtier-verify-{run}-{i}" for i in range(len(groups))]
-    futures = dask_client.map(_verify_group, groups, archive=archive, key=keys)
+    futures = dask_client.map(_verify_group, groups, archive=archive, seen=seen is not None, key=keys)
     if progress:
         distributed.progress(futures)
     of_key = dict(zip(keys, groups, strict=True))
     reports: dict[str, list[VerifyReport]] = {}
     for future in distributed.as_completed(futures):  # the state records each group as it returns
         group = of_key[future.key]
-        reports[future.key] = [plan.record(o, r) for o, r in zip(group, _outcome(future, group), strict=True)]
-    return plan.finish(VerifyReport.combine([r for key in keys for r in reports[key]]))
+        outcome, parts = _outcome(future, group)
+        reports[future.key] = [plan.record(o, r) for o, r in zip(group, outcome, strict=True)]
+        if seen is not None:
+            for obj, (ids, digest, fmt) in zip(group, parts, strict=False):
+                if ids is not None:
+                    seen.ids[obj.key], seen.digests[obj.key], seen.formats[obj.key] = ids, digest, fmt
+    report = VerifyReport.combine([r for key in keys for r in reports[key]])
+    return plan.finish(_cross_checked(archive, names, found, seen, report))
 
 
 def read(
@@ -206,7 +228,7 @@ def _client(client: distributed.Client | None) -> distributed.Client:
 def _listings(  # noqa: PLR0917 - private; every caller passes them all
     archive: Archive,
     client: distributed.Client,
-    tenant: str | None,
+    names: list[str],
     start: datetime | None,
     end: datetime | None,
     shard: tuple[int, int] | str | None,
@@ -214,7 +236,6 @@ def _listings(  # noqa: PLR0917 - private; every caller passes them all
     from ._engine.shard import parse_shard  # noqa: PLC0415 - checked here, before any task runs
 
     checked = parse_shard(shard)
-    names = archive.tenants() if tenant is None else [tenant]
     run = uuid.uuid4().hex[:12]
     futures = client.map(
         _list_tenant,
@@ -271,14 +292,32 @@ def _partitions(objs: Sequence[ArchivedObject], most_bytes: int) -> Iterator[tup
         yield tuple(part)
 
 
-def _outcome(future: Any, group: list[ArchivedObject]) -> list[VerifyReport]:
-    """Each object's report, or a problem for each object when the group's task failed, was lost or cancelled."""
+#: What a verify task saw of one object for the checks across objects: event ids, footer digest, format.
+_Seen = tuple[pa.Array | None, str | None, str | None]
+
+
+def _outcome(future: Any, group: list[ArchivedObject]) -> tuple[list[VerifyReport], list[_Seen]]:
+    """Each object's report (and what was seen of it), or a problem for each object when the task failed."""
     try:
-        reports: list[VerifyReport] = future.result()
+        reports, seen = future.result()
     except Exception as exc:  # noqa: BLE001 - whatever the task met is a finding about its objects
         message = f"cannot be checked: its Dask task failed ({type(exc).__name__}: {exc})"
-        return [VerifyReport(objects=1, events=0, problems=(Problem(o.key, message),)) for o in group]
-    return reports
+        return [VerifyReport(objects=1, events=0, problems=(Problem(o.key, message),)) for o in group], []
+    return reports, seen
+
+
+def _cross_checked(
+    archive: Archive,
+    names: list[str],
+    found: list[list[ArchivedObject]],
+    seen: ledger.Seen | None,
+    report: VerifyReport,
+) -> VerifyReport:
+    """``report`` with ``Archive.verify``'s checks across objects, when every object was seen."""
+    reader = getattr(archive, "_reader", None)
+    if seen is None or reader is None:
+        return report
+    return _verify.with_ledger(reader, names, found, seen, report)
 
 
 # ---------------------------------------------------------------------------
@@ -299,15 +338,24 @@ def _list_tenant(
     return found if shard is None else [o for o in found if shard_of(o.key, shard[1]) == shard[0]]
 
 
-def _verify_group(group: list[ArchivedObject], *, archive: Archive) -> list[VerifyReport]:
+def _verify_group(
+    group: list[ArchivedObject], *, archive: Archive, seen: bool = False
+) -> tuple[list[VerifyReport], list[_Seen]]:
+    """Each object's report; with ``seen``, also its event ids, footer digest and format (engine archives)."""
+    reader = getattr(archive, "_reader", None) if seen else None
+    saw = ledger.Seen()
     reports = []
     for obj in group:
         try:
-            reports.append(archive.verify_object(obj))
+            if reader is None:
+                reports.append(archive.verify_object(obj))
+            else:
+                reports.append(_verify.verify_object(reader, obj, saw))
         except Exception as exc:  # noqa: BLE001 - one object's failure is its finding, not the group's
             message = f"cannot be checked: {type(exc).__name__}: {exc}"
             reports.append(VerifyReport(objects=1, events=0, problems=(Problem(obj.key, message),)))
-    return reports
+    parts = [(saw.ids.get(o.key), saw.digests.get(o.key), saw.formats.get(o.key)) for o in group]
+    return reports, parts if reader is not None else []
 
 
 def _id_hashes(frame: pd.DataFrame) -> np.ndarray[Any, Any]:
