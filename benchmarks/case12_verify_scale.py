@@ -15,8 +15,10 @@ would.  ``COLDTIER_BENCH_VERIFY_OBJECTS`` sets the number of objects (all of
 them go to moto too), ``COLDTIER_BENCH_VERIFY_MOTO_OBJECTS`` fewer for moto,
 ``COLDTIER_BENCH_VERIFY_LOCAL=0`` skips the local rows (the objects are
 still written locally first, then uploaded), and
-``COLDTIER_BENCH_VERIFY_MOTO_THREADS`` (default ``1,4``) the thread counts of
-the moto verify rows.
+``COLDTIER_BENCH_VERIFY_MOTO_THREADS`` (default ``1,4``; empty: none) the
+thread counts of the in-process moto verify rows.  The cluster rows run with
+and without ``cross_check`` (the checks across objects, which bring every
+event id back to this process).
 
 CPU seconds are this process's (not moto's, not the cluster's workers').
 The machine is shared: each row notes the 1-minute load average as it ended.
@@ -91,9 +93,8 @@ def run(quick: bool = False) -> list[Row]:
     count = int(os.environ.get("COLDTIER_BENCH_VERIFY_OBJECTS") or (300 if quick else 2_000))
     on_moto = min(count, int(os.environ.get("COLDTIER_BENCH_VERIFY_MOTO_OBJECTS") or count))
     local_rows = os.environ.get("COLDTIER_BENCH_VERIFY_LOCAL", "1") != "0"
-    moto_threads = [
-        int(n) for n in (os.environ.get("COLDTIER_BENCH_VERIFY_MOTO_THREADS") or "1,4").split(",")
-    ]
+    threads = os.environ.get("COLDTIER_BENCH_VERIFY_MOTO_THREADS", "1,4")
+    moto_threads = [int(n) for n in threads.split(",") if n.strip()]
     rows: list[Row] = []
     with scratch("verify-scale") as root:
         archive = coldtier.open_archive(str(root))
@@ -193,14 +194,20 @@ def run(quick: bool = False) -> list[Row]:
                 distributed.Client(cluster) as client,
             ):
                 coldtier.dask.verify(url, client, tenant="acme")
-                wall, cpu = timed(lambda client=client: _check(coldtier.dask.verify(url, client), on_moto))
-            row(
-                "moto, coldtier.dask 2 workers x 2 threads (baseline: GET + sha256, 4 threads)",
-                wall,
-                cpu,
-                base4,
-                note=" in this process only",
-            )
+                for cross_check in (True, False):
+                    wall, cpu = timed(
+                        lambda client=client, cross_check=cross_check: _check(
+                            coldtier.dask.verify(url, client, cross_check=cross_check), on_moto
+                        )
+                    )
+                    row(
+                        f"moto, coldtier.dask 2 workers x 2 threads, cross_check={cross_check}"
+                        " (baseline: GET + sha256, 4 threads)",
+                        wall,
+                        cpu,
+                        base4,
+                        note=" in this process only",
+                    )
     return rows
 
 
