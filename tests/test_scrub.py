@@ -164,6 +164,16 @@ def test_sample_checks_a_share_and_counts_the_rest(tmp_path: Path) -> None:
     assert archive.verify(sample=1) == VerifyReport(objects=total, events=5 * total)
     with pytest.raises(InvalidRequest, match="sample"):
         archive.verify(sample=0)
+    states = [tmp_path.parent / f"{tmp_path.name}-seed-{n}.jsonl" for n in range(3)]
+    drawn = [
+        archive.verify(sample=0.3, seed=seed, state=path)
+        for seed, path in zip((5, 5, 6), states, strict=True)
+    ]
+    assert drawn[0] == drawn[1]  # the same seed: the same objects
+    # Different seeds draw alike by chance with probability 0.58**40.
+    assert _state_keys(states[0]) == _state_keys(states[1]) != _state_keys(states[2])
+    with pytest.raises(InvalidRequest, match="seed must be an integer"):
+        archive.verify(sample=0.3, seed="5")  # type: ignore[arg-type]
 
 
 # -- one unreadable object ---------------------------------------------------------

@@ -163,6 +163,7 @@ class Archive(abc.ABC):
         sample: float | None = None,
         state: str | os.PathLike[str] | None = None,
         recheck_after: timedelta | float | None = None,
+        seed: int | None = None,
     ) -> VerifyReport:
         """Re-read and re-hash every object; check its footer and schema.
 
@@ -182,7 +183,8 @@ class Archive(abc.ABC):
         objects verified without a problem, so a rerun skips those whose key
         and size are unchanged, unless their check is older than
         ``recheck_after`` (days, or a ``timedelta``); ``sample`` checks a
-        random share ``(0, 1]`` of the rest.  Skipped objects are counted in
+        random share ``(0, 1]`` of the rest (``seed``: the same seed draws
+        the same objects of the same listing).  Skipped objects are counted in
         :attr:`VerifyReport.skipped`; the reports of several shards add up
         with :meth:`VerifyReport.combine`.
         """

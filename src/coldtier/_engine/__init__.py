@@ -158,10 +158,16 @@ class StoreArchive(Archive):
         sample: float | None = None,
         state: str | os.PathLike[str] | None = None,
         recheck_after: timedelta | float | None = None,
+        seed: int | None = None,
     ) -> VerifyReport:
         tenant = None if tenant_id is None else _validate.validate_tenant(tenant_id)
         plan = Plan.of(
-            self.description(), shard=shard, sample=sample, state=state, recheck_after=recheck_after
+            self.description(),
+            shard=shard,
+            sample=sample,
+            state=state,
+            recheck_after=recheck_after,
+            seed=seed,
         )
         # What is not the archive's own (a symlink, a FIFO, a directory where an
         # object should be) is a problem of its key; everything else is checked.

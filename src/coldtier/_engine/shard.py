@@ -206,6 +206,8 @@ class Plan:
             not isinstance(recheck_after, timedelta) or recheck_after <= timedelta(0)
         ):
             raise InvalidRequest(f"recheck_after must be a positive number of days, got {recheck_after!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise InvalidRequest(f"seed must be an integer, got {seed!r}")
         if recheck_after is not None and state is None:
             raise InvalidRequest("recheck_after needs a state file (state=...)")
         loaded = None if state is None else State.load(state, archive)

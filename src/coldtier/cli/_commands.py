@@ -131,6 +131,12 @@ def ls_cmd(
     help="With --state: check again objects last verified more than DAYS ago.",
 )
 @click.option("--sample", metavar="P", type=float, help="Check a random share P (0 < P <= 1) of the objects.")
+@click.option(
+    "--seed",
+    metavar="N",
+    type=int,
+    help="With --sample: the same N draws the same objects (default: a new draw).",
+)
 @opt_option
 @json_option
 def verify_cmd(
@@ -141,6 +147,7 @@ def verify_cmd(
     state: str | None,
     recheck_after: float | None,
     sample: float | None,
+    seed: int | None,
     opts: tuple[str, ...],
     as_json: bool,
 ) -> int:
@@ -160,7 +167,13 @@ def verify_cmd(
 
     with Bar("verifying", enabled=show) as bar:
         report = archive.verify(
-            tenant, progress=progress, shard=shard, sample=sample, state=state, recheck_after=recheck_after
+            tenant,
+            progress=progress,
+            shard=shard,
+            sample=sample,
+            state=state,
+            recheck_after=recheck_after,
+            seed=seed,
         )
     if report.objects == 0 and report.skipped == 0:
         check_exists(archive)
