@@ -383,7 +383,8 @@ def test_soak(soak: Soak) -> None:
         f"{kills} writer processes SIGKILLed; {len(retried)} calls not acknowledged, retried after the run; "
         f"errors by kind: {errors}; fds {before[0]}->{after[0]}, threads "
         f"{before[1]}->{after[1]} (+ {sum(1 for t in threading.enumerate() if t.name.startswith('asyncio_'))} "
-        f"in the IO loop's pool), RSS {before[2]:.0f}->{after[2]:.0f} MiB (2 cores shared with other sessions)"
+        f"in the IO loop's pool), RSS {before[2]:.0f}->{after[2]:.0f} MiB "
+        f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
     )
     tally(
         AREA,
