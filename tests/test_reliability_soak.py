@@ -26,6 +26,7 @@ At the end, read directly: every acknowledged event is there exactly once, no
 object under a final key is partial, ``verify`` is clean; this process's open
 file descriptors, threads and RSS are back within :data:`FD_SLACK`,
 :data:`THREAD_SLACK` and :data:`RSS_SLACK_MIB` of the level after warm-up
+(open sockets within :data:`POOL_SOCKETS`: the S3 client's pool of idle connections)
 (threads not counting the at most :data:`LOOP_POOL` of fsspec's IO loop
 executor, which asyncio keeps once made).
 Calls/s, events/s, p50/p99 latency and errors by kind go to RELIABILITY.md.
@@ -49,7 +50,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import boto3
 import pytest
@@ -170,14 +171,33 @@ def _stop_server(soak: Soak) -> None:
 LOOP_POOL = min(32, (os.cpu_count() or 1) + 4)
 
 
-def _resources() -> tuple[int, int, float]:
-    """Open fds, threads (not counting the IO loop's executor pool) and RSS in MiB."""
+#: keep-alive sockets one archive's S3 client may hold open by design: aiobotocore's connector
+#: limit, botocore's ``max_pool_connections`` (10 by default; coldtier does not change it)
+POOL_SOCKETS = 10
+
+
+class Resources(NamedTuple):
+    files: int  # open fds that are not sockets
+    sockets: int
+    threads: int  # not counting the IO loop's executor pool
+    rss_mib: float
+
+
+def _resources() -> Resources:
+    """Open fds (files and sockets apart), threads (not the IO loop's executor pool) and RSS in MiB."""
     gc.collect()
-    fds = len(os.listdir("/proc/self/fd"))
+    files = sockets = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except FileNotFoundError:  # the fd of listdir itself, closed since
+            continue
+        sockets += target.startswith("socket:")
+        files += not target.startswith("socket:")
     with open("/proc/self/statm") as f:
         rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     threads = sum(1 for t in threading.enumerate() if not t.name.startswith("asyncio_"))
-    return fds, threads, rss
+    return Resources(files, sockets, threads, rss)
 
 
 def _ids(writer: int, call: int) -> tuple[str, list[str]]:
@@ -381,9 +401,10 @@ def test_soak(soak: Soak) -> None:
         f"{_percentile(write_calls, 0.5) * 1000:.0f}/{_percentile(write_calls, 0.99) * 1000:.0f} ms, reads "
         f"{_percentile(read_calls, 0.5) * 1000:.0f}/{_percentile(read_calls, 0.99) * 1000:.0f} ms; "
         f"{kills} writer processes SIGKILLed; {len(retried)} calls not acknowledged, retried after the run; "
-        f"errors by kind: {errors}; fds {before[0]}->{after[0]}, threads "
-        f"{before[1]}->{after[1]} (+ {sum(1 for t in threading.enumerate() if t.name.startswith('asyncio_'))} "
-        f"in the IO loop's pool), RSS {before[2]:.0f}->{after[2]:.0f} MiB "
+        f"errors by kind: {errors}; fds {before.files}->{after.files} (+ sockets {before.sockets}->"
+        f"{after.sockets}), threads {before.threads}->{after.threads} "
+        f"(+ {sum(1 for t in threading.enumerate() if t.name.startswith('asyncio_'))} "
+        f"in the IO loop's pool), RSS {before.rss_mib:.0f}->{after.rss_mib:.0f} MiB "
         f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
     )
     tally(
@@ -398,9 +419,11 @@ def test_soak(soak: Soak) -> None:
         partial_objects=len(check.partial),
     )
     print(note)
-    assert after[0] <= before[0] + FD_SLACK, f"open fds {before[0]} -> {after[0]}"
+    assert after.files <= before.files + FD_SLACK, f"open fds {before.files} -> {after.files}"
+    # Sockets: the S3 client's pool keeps idle connections open (at most POOL_SOCKETS) until they time out.
+    assert after.sockets <= before.sockets + POOL_SOCKETS, f"sockets {before.sockets} -> {after.sockets}"
     names = sorted(t.name for t in threading.enumerate())
-    assert after[1] <= before[1] + THREAD_SLACK, f"threads {before[1]} -> {after[1]}: {names}"
+    assert after.threads <= before.threads + THREAD_SLACK, f"threads {before.threads} -> {after.threads}: {names}"
     assert sum(1 for name in names if name.startswith("asyncio_")) <= LOOP_POOL, names
-    assert after[2] <= before[2] + RSS_SLACK_MIB, f"RSS {before[2]:.0f} -> {after[2]:.0f} MiB"
+    assert after.rss_mib <= before.rss_mib + RSS_SLACK_MIB, f"RSS {before.rss_mib:.0f} -> {after.rss_mib:.0f} MiB"
     assert calls > 0 and soak.acks
