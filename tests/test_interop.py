@@ -438,6 +438,32 @@ def test_events_stream_in_read_order_across_overlapping_objects(tmp_path: Path) 
     assert [str(e.id) for e in archive.events("acme", lo, hi)] == window
 
 
+def test_events_ids_are_the_uuids_uuid_would_make(tmp_path: Path) -> None:
+    """events() builds ids without uuid.UUID's parsing only for canonical text; the result is the same object."""
+    import pickle
+
+    from coldtier._engine.read import _canonical_uuid
+
+    for text in ("00000000-0000-0000-0000-000000000000", "ffffffff-ffff-4fff-bfff-ffffffffffff", str(uuid.uuid4())):
+        fast, slow = _canonical_uuid(text), uuid.UUID(text)
+        assert (fast, hash(fast), str(fast), repr(fast), fast.is_safe) == (
+            slow, hash(slow), str(slow), repr(slow), slow.is_safe
+        )
+        assert pickle.loads(pickle.dumps(fast)) == slow
+        assert type(fast) is uuid.UUID
+    # A foreign file's ids in upper case and braces are not canonical: uuid.UUID parses them.
+    events = make_events("acme", 20, start=datetime(2024, 3, 1, tzinfo=UTC), step=timedelta(minutes=1))
+    path = tmp_path / allsource_key("acme", *window_of(events))
+    path.parent.mkdir(parents=True)
+    path.write_bytes(allsource_bytes(events))
+    table = pq.read_table(path)
+    odd = pa.array([(f"{{{e.id}}}" if i % 2 else str(e.id).upper()) for i, e in enumerate(events)], pa.string())
+    pq.write_table(table.set_column(0, table.schema.field(0), odd), path)
+    got = list(coldtier.open_archive(str(tmp_path)).events("acme"))
+    assert [e.id for e in got] == [e.id for e in events]
+    assert got == events
+
+
 def test_a_foreign_file_holding_rows_outside_its_name_is_still_filtered(tmp_path: Path) -> None:
     """read() filters by the rows' own timestamps, not by the window a name claims."""
     events = make_events("acme", 72, start=datetime(2024, 3, 1, tzinfo=UTC), step=timedelta(hours=1))

@@ -176,12 +176,12 @@ def test_whole_buffer_uuid_match_agrees_with_the_row_regex() -> None:
     win = _validate.window(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 2, tzinfo=UTC))
     sliced = pa.concat_tables([table.slice(3, 900), table.slice(903, 1097)])  # chunks at offsets
     assert sliced.column("event_id").num_chunks == 2
-    assert _arrow_input._all_canonical_uuids(_validate.conform_arrow("acme", win, sliced).column("event_id"))
+    assert _arrow_input.all_canonical_uuids(_validate.conform_arrow("acme", win, sliced).column("event_id"))
     assert _validate.from_arrow("acme", win, sliced).column("event_id").to_pylist() == ids[3:]
     moved = ids[1500][:8] + ids[1500][9] + "-" + ids[1500][10:]  # 36 bytes, dash one place late
     for bad in (moved, ids[1500][:35] + "g", ids[1500][:35] + "é"[:1]):
         column = pa.chunked_array([ids[:1000], [*ids[1000:1500], bad, *ids[1501:]]])
-        assert not _arrow_input._all_canonical_uuids(column)
+        assert not _arrow_input.all_canonical_uuids(column)
         with pytest.raises(coldtier.InvalidRequest, match="#1500"):
             _validate.from_arrow("acme", win, table.set_column(0, "event_id", column))
 

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._errors import InvalidRequest
-from .arrow import id_hashes
+from .._ids import id_hashes
 
 __all__ = ["SeenIds"]
 
