@@ -462,6 +462,18 @@ def test_events_ids_are_the_uuids_uuid_would_make(tmp_path: Path) -> None:
     got = list(coldtier.open_archive(str(tmp_path)).events("acme"))
     assert [e.id for e in got] == [e.id for e in events]
     assert got == events
+    # A later file reusing a braced id (kept as text) and an upper-case one (hashed): each id once, as read() has it.
+    later = make_events("acme", 4, start=datetime(2024, 3, 2, tzinfo=UTC), step=timedelta(minutes=1))
+    path = tmp_path / allsource_key("acme", *window_of(later))
+    path.write_bytes(allsource_bytes(later))
+    table = pq.read_table(path)
+    reused = pa.array([odd[1].as_py(), odd[2].as_py(), str(later[2].id), str(later[3].id)], pa.string())
+    pq.write_table(table.set_column(0, table.schema.field(0), reused), path)
+    archive = coldtier.open_archive(str(tmp_path))
+    streamed = list(archive.events("acme"))
+    assert len(streamed) == 22
+    kept = archive.read("acme").column("event_id").to_pylist()
+    assert [str(e.id) for e in streamed] == [str(uuid.UUID(i)) for i in kept]
 
 
 def test_a_foreign_file_holding_rows_outside_its_name_is_still_filtered(tmp_path: Path) -> None:
