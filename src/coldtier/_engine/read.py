@@ -10,17 +10,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .. import _format, _keys
 from .._archive import Progress
 from .._crypto import no_key, sealed_by
 from .._errors import ArchiveReadError, ColdTierError, IntegrityError
 from .._format import SCHEMA, UTC
-from .._ids import id_hashes
+from .._ids import GivenIds
 from .._types import ArchivedObject, Event, Problem
 from .._validate.arrow import all_canonical_uuids
 from ..store import Entry, ObjectStore, Stat, UnsafeEntry, causes
@@ -240,7 +238,10 @@ class Reader:
 
         # Copies of one event share its timestamp, so they fall in one run;
         # `seen` only catches distinct events that reuse an id.
-        seen = _Yielded(lambda done: [c for o in done for c in self.read_object(o, lo, hi).column("event_id").chunks])
+        def reread(done: list[ArchivedObject]) -> list[pa.Array]:
+            return [c for o in done for c in self.read_object(o, lo, hi).column("event_id").chunks]
+
+        seen: GivenIds[ArchivedObject] = GivenIds(reread)
         if not runs:
             return
         with ThreadPoolExecutor(1) as ahead:
@@ -278,54 +279,6 @@ class Reader:
                         f"event {eid!r} in {keys} of {self._store.description()} is malformed: {exc}"
                     ) from exc
                 yield event
-
-
-class _Yielded:
-    """The event ids :meth:`Reader.runs` has given, 8 bytes each: a sorted array of 64-bit hashes.
-
-    Holding the ids themselves made the memory of ``events()`` grow with the
-    archive (~130 B an event).  A hash equal to an earlier one means "maybe
-    the same id": the ids of the runs before are then read again (``reread``)
-    and compared exactly, so a rare event that reuses an id costs a second
-    read, never a wrong answer.  Ids that do not hash (not 36 bytes: foreign
-    files) are kept as text.
-    """
-
-    def __init__(self, reread: Callable[[list[ArchivedObject]], list[pa.Array]]) -> None:
-        self._reread = reread
-        self._hashes: np.ndarray[Any, np.dtype[np.uint64]] = np.zeros(0, np.uint64)
-        self._text: set[str] = set()
-        self._done: list[ArchivedObject] = []
-
-    def first_time(self, run: list[ArchivedObject], table: pa.Table) -> pa.Table:
-        """``table`` (one run, each id once) without the ids of earlier runs; remembers the rest."""
-        ids = table.column("event_id")
-        regular = pc.fill_null(pc.equal(pc.binary_length(ids), 36), False).to_numpy(zero_copy_only=False)
-        where = np.flatnonzero(regular)  # the rows whose ids hash
-        hashes = id_hashes(ids if len(where) == len(ids) else ids.filter(pa.array(regular)))
-        assert hashes is not None  # every id left is 36 bytes of text
-        repeat = np.zeros(len(ids), np.bool_)
-        if len(self._hashes) and len(hashes):
-            at = np.minimum(np.searchsorted(self._hashes, hashes), len(self._hashes) - 1)
-            maybe = np.zeros(len(ids), np.bool_)
-            maybe[where] = self._hashes[at] == hashes
-            if maybe.any():
-                earlier = pa.chunked_array(self._reread(self._done), pa.string()).combine_chunks()
-                repeat |= maybe & pc.is_in(ids, value_set=earlier).to_numpy(zero_copy_only=False)
-        if self._text or len(where) < len(ids):
-            odd = [None if hashed else i for i, hashed in zip(ids.to_pylist(), regular, strict=True)]
-            repeat |= np.array([i is not None and i in self._text for i in odd], np.bool_)
-            self._text.update(i for i in odd if i is not None)
-        if repeat.any():
-            table = table.filter(pa.array(~repeat))
-            hashes = hashes[~repeat[where]]
-        # Grown in place, then a stable sort merges the two sorted runs in linear time.
-        before = len(self._hashes)
-        self._hashes.resize(before + len(hashes), refcheck=False)
-        self._hashes[before:] = np.sort(hashes)
-        self._hashes.sort(kind="stable")
-        self._done.extend(run)
-        return table
 
 
 def _canonical_uuid(

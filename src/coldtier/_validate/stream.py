@@ -11,14 +11,12 @@ earlier parts are then fetched and compared exactly.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._errors import InvalidRequest
-from .._ids import id_hashes
+from .._ids import HashSet, id_hashes
 
 __all__ = ["SeenIds"]
 
@@ -27,7 +25,7 @@ class SeenIds:
     """The ids of a stream's earlier parts."""
 
     def __init__(self) -> None:
-        self._sorted: np.ndarray[Any, np.dtype[np.uint64]] = np.zeros(0, np.uint64)
+        self._hashes = HashSet()
         self._exact: set[str] | None = None  # ids that do not hash (never after from_arrow)
 
     def add(self, ids: pa.ChunkedArray, earlier: Callable[[], Iterable[pa.Array]]) -> None:
@@ -40,21 +38,14 @@ class SeenIds:
         if hashes is None:  # pragma: no cover - ids are canonical UUID text here
             self._add_exact(ids)
             return
-        if len(self._sorted):
-            at = np.minimum(np.searchsorted(self._sorted, hashes), len(self._sorted) - 1)
-            hits = self._sorted[at] == hashes
-            if bool(hits.any()):
-                suspects = pa.chunked_array(ids).filter(pa.array(hits))
-                for column in earlier():
-                    repeated = suspects.filter(pc.is_in(suspects, value_set=column))
-                    if len(repeated):
-                        _refuse(repeated[0].as_py())
-        # Grown in place (no second copy of all the hashes), then timsort merges
-        # the two sorted runs in linear time with half a run of scratch.
-        before = len(self._sorted)
-        self._sorted.resize(before + len(hashes), refcheck=False)
-        self._sorted[before:] = np.sort(hashes)
-        self._sorted.sort(kind="stable")
+        hits = self._hashes.hits(hashes)
+        if bool(hits.any()):
+            suspects = pa.chunked_array(ids).filter(pa.array(hits))
+            for column in earlier():
+                repeated = suspects.filter(pc.is_in(suspects, value_set=column))
+                if len(repeated):
+                    _refuse(repeated[0].as_py())
+        self._hashes.add(hashes)
 
     def _add_exact(self, ids: pa.ChunkedArray) -> None:  # pragma: no cover - see add()
         values = ids.to_pylist()
