@@ -104,7 +104,7 @@ class GivenIds(Generic[T]):
     def __init__(self, reread: Callable[[list[T]], list[pa.Array]]) -> None:
         self._reread = reread
         self._hashes = HashSet()
-        self._text: set[str] = set()
+        self._text: set[str | None] = set()  # the ids that are not 36 bytes
         self._done: list[T] = []  # the objects of the runs given
 
     def first_time(self, run: list[T], table: pa.Table) -> pa.Table:
@@ -120,10 +120,11 @@ class GivenIds(Generic[T]):
         if maybe.any():
             earlier = pa.chunked_array(self._reread(self._done), pa.string()).combine_chunks()
             repeat |= maybe & pc.is_in(ids, value_set=earlier).to_numpy(zero_copy_only=False)
-        if self._text or len(where) < len(ids):
-            odd = [None if hashed else i for i, hashed in zip(ids.to_pylist(), regular, strict=True)]
-            repeat |= np.array([i is not None and i in self._text for i in odd], np.bool_)
-            self._text.update(i for i in odd if i is not None)
+        if len(where) < len(ids):  # a text id is never 36 bytes, so only these rows can repeat one
+            odd = np.flatnonzero(~regular)
+            texts = ids.take(pa.array(odd)).to_pylist()
+            repeat[odd] = [text in self._text for text in texts]
+            self._text.update(texts)
         if repeat.any():
             table = table.filter(pa.array(~repeat))
             hashes = hashes[~repeat[where]]
