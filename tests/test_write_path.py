@@ -276,6 +276,34 @@ def test_json_check_accepts_exactly_what_orjson_parses(
                     _validate.from_arrow("acme", win, table)
 
 
+#: Values that are not JSON alone but join into a JSON array of as many elements
+#: (each group: its values side by side, and the first that is not JSON).
+JOINED_ONLY = [
+    (["1,2", "[3", "4]"], 0),  # [1,2,[3,4]]: one value too many, then one too few
+    (['"a', 'b"', "1,2"], 0),  # ["a,b",1,2]
+    (["[3", "4]", "5,6"], 0),  # [[3,4],5,6]
+    (["{}", '{"a":[1', '2]}', "7,8"], 1),
+]
+
+
+@pytest.mark.parametrize(("texts", "first_bad"), JOINED_ONLY, ids=["brackets", "quotes", "after", "later"])
+def test_json_check_refuses_values_that_parse_only_joined(
+    texts: list[str], first_bad: int, tmp_path: Path
+) -> None:
+    """Each value is JSON on its own, not just the batch's values side by side (DESIGN.md §2.6)."""
+    base = make_table(10_000)  # over the size checked value by value
+    row = 5_000
+    values = base.column("payload").to_pylist()
+    values[row : row + len(texts)] = texts
+    table = base.set_column(base.schema.get_field_index("payload"), "payload", pa.array(values, pa.string()))
+    start = table.column("timestamp")[0].as_py().replace(tzinfo=UTC)
+    end = table.column("timestamp")[len(table) - 1].as_py().replace(tzinfo=UTC)
+    archive = coldtier.open_archive(str(tmp_path))
+    with pytest.raises(coldtier.InvalidRequest, match=f"#{row + first_bad} .*payload is not JSON"):
+        archive.archive("acme", start, end, table)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
 def test_a_stream_refuses_an_id_repeated_in_a_later_part(tmp_path: Path) -> None:
     """Each event id at most once per call, across parts (DESIGN.md §2.6): the earlier parts stay stored."""
     root = tmp_path / "archive"

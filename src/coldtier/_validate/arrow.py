@@ -209,8 +209,13 @@ def _json_slice_ok(piece: pa.ChunkedArray) -> bool:
     """True when every value of ``piece`` surely parses with orjson; False means "look closer".
 
     With msgspec installed (optional), the values joined into one JSON array
-    are validated without building Python objects (a quarter of orjson's
-    time), and the count of elements proves each value is one JSON value.
+    are validated without building the values as Python objects (a quarter of orjson's
+    time).  That the array parses does not prove each value does: ``1,2``,
+    ``[3`` and ``4]`` join into ``[1,2,[3,4]]``, three elements from three
+    values, none of them JSON alone.  So each element's span must be as long
+    as its value: with ``n`` elements the ``n - 1`` separators then leave no
+    byte over, each element starts where its value starts, and is that value
+    (a value with whitespace around it is left to orjson).
     msgspec nests less deep than orjson, so it is the stricter there; numbers
     beyond the float range it does not check, and orjson refuses them.  Such
     a number needs an exponent of three digits or a hundred digits in a row:
@@ -232,6 +237,9 @@ def _json_slice_ok(piece: pa.ChunkedArray) -> bool:
     except (msgspec.DecodeError, RecursionError):  # msgspec nests less deep than orjson
         return False
     if len(decoded) != len(values):
+        return False
+    spans = np.fromiter(map(len, decoded), np.int64, len(decoded))
+    if not np.array_equal(spans, pc.binary_length(values).to_numpy(zero_copy_only=False)):
         return False
     # One pattern per exponent letter: a literal first byte lets RE2 skip ahead with memchr.
     if any(pc.any(pc.match_substring_regex(text, f"{e}[+-]?[0-9]{{3}}")).as_py() for e in "eE"):
