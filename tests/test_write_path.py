@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -302,6 +303,36 @@ def test_json_check_refuses_values_that_parse_only_joined(
     with pytest.raises(coldtier.InvalidRequest, match=f"#{row + first_bad} .*payload is not JSON"):
         archive.archive("acme", start, end, table)
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_json_check_of_more_payload_text_than_one_arrow_string_holds(tmp_path: Path) -> None:
+    """70,000 payloads of 34 KB: their first 65,536 alone are more than an Arrow string holds (2 GiB).
+
+    The JSON check took 65,536 values as one slice, and failed on them with a raw
+    ``ArrowCapacityError``; its slices are bounded by bytes too now.
+    """
+    n = 70_000
+    base = make_table(n)
+    numbers = pc.cast(pa.array(range(n)), pa.string())
+    tail = '","pad":"' + "x" * 34_000 + '"}'
+    pieces = [pc.binary_join_element_wise('{"n":"', numbers.slice(at, 10_000), tail, "") for at in range(0, n, 10_000)]
+    assert sum(p.nbytes for p in pieces[:6]) + pieces[6].slice(0, 5_536).nbytes > 2**31
+    start = base.column("timestamp")[0].as_py().replace(tzinfo=UTC)
+    end = base.column("timestamp")[n - 1].as_py().replace(tzinfo=UTC)
+    archive = coldtier.open_archive(str(tmp_path))
+    column = base.schema.get_field_index("payload")
+
+    bad = pieces[6].to_pylist()
+    bad[9_000] = bad[9_000][:-1]  # row 69,000: the closing brace cut off
+    broken = base.set_column(column, "payload", pa.chunked_array([*pieces[:6], pa.array(bad)]))
+    with pytest.raises(coldtier.InvalidRequest, match=r"#69000 .*payload is not JSON"):
+        archive.archive("acme", start, end, broken)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+    receipt = archive.archive("acme", start, end, base.set_column(column, "payload", pa.chunked_array(pieces)))
+    assert receipt.events == n and receipt.created
+    stored = pa.concat_tables(pq.read_table(tmp_path / key, columns=["event_id"]) for key in receipt.keys)
+    assert sorted(stored.column("event_id").to_pylist()) == sorted(base.column("event_id").to_pylist())
 
 
 def test_a_stream_refuses_an_id_repeated_in_a_later_part(tmp_path: Path) -> None:

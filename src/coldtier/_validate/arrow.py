@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import array
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
@@ -179,30 +179,56 @@ def _check_json(table: pa.Table, name: str) -> None:
 
     Stored as given, but a value that does not parse would make ``events()``,
     ``read --format jsonl`` and allsource-core fail on the archive later.
-    Checked in slices so that memory stays flat; see :func:`_json_slice_ok`
-    for the fast route and ``orjson`` (~0.4 µs per value) for the exact one.
-    A column whose values repeat (metadata often does) is checked once per
-    distinct value: ``unique`` keeps first appearances in order, so the
-    first bad distinct value is the first bad row.
+    Checked in slices (:func:`_slices`) so that memory stays flat and no
+    joined slice outgrows an Arrow string; see :func:`_json_slice_ok` for the
+    fast route and ``orjson`` (~0.4 µs per value) for the exact one.  When
+    the first slice's values repeat (metadata often does), each slice is
+    checked once per distinct value: ``unique`` keeps first appearances in
+    order, so the first bad distinct value is the first bad row.
     """
     column = table.column(name)
-    values: pa.Array | pa.ChunkedArray = column
-    if len(pc.unique(column.slice(0, 65_536))) * 8 <= min(65_536, len(column)):
-        values = pc.unique(column)
     loads = orjson.loads
-    for offset in range(0, len(values), 65_536):
-        piece = values.slice(offset, 65_536)
-        if len(piece) > _SMALL and _json_slice_ok(piece):
+    repeats: bool | None = None
+    for offset, piece in _slices(column):
+        values = piece
+        if repeats is None:
+            repeats = len(pc.unique(piece)) * 8 <= len(piece)
+        if repeats:
+            values = pc.unique(piece)
+        if len(values) > _SMALL and _json_slice_ok(values):
             continue
-        texts = piece.to_pylist()
+        texts = values.to_pylist()
         try:
             for text in texts:
                 if text is not None:
                     loads(text)
         except orjson.JSONDecodeError as exc:
             bad = next(t for t in texts if t is not None and not _parses(t))
-            i = offset + texts.index(bad) if values is column else pc.index(column, bad).as_py()
+            i = offset + (texts.index(bad) if values is piece else pc.index(piece, bad).as_py())
             raise InvalidRequest(f"{_describe_row(table, i)}: {name} is not JSON: {exc}") from None
+
+
+#: A slice of a JSON check holds at most this many values, and this many bytes
+#: of text unless one value alone is longer (Arrow strings hold < 2 GiB).
+_SLICE_VALUES = 65_536
+_SLICE_BYTES = 64 << 20
+
+
+def _slices(column: pa.ChunkedArray) -> Iterator[tuple[int, pa.ChunkedArray]]:
+    """``column`` in consecutive slices (each with its first row's index) of bounded count and size."""
+    n = len(column)
+    if column.nbytes <= _SLICE_BYTES:
+        for offset in range(0, n, _SLICE_VALUES):
+            yield offset, column.slice(offset, _SLICE_VALUES)
+        return
+    ends = np.cumsum(pc.fill_null(pc.binary_length(column), 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    offset = 0
+    while offset < n:
+        before = int(ends[offset - 1]) if offset else 0
+        fits = int(np.searchsorted(ends, before + _SLICE_BYTES, side="right"))
+        stop = min(offset + _SLICE_VALUES, max(offset + 1, fits))
+        yield offset, column.slice(offset, stop - offset)
+        offset = stop
 
 
 def _json_slice_ok(piece: pa.ChunkedArray) -> bool:
