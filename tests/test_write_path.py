@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -329,10 +330,41 @@ def test_json_check_of_more_payload_text_than_one_arrow_string_holds(tmp_path: P
         archive.archive("acme", start, end, broken)
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
-    receipt = archive.archive("acme", start, end, base.set_column(column, "payload", pa.chunked_array(pieces)))
+    table = base.set_column(column, "payload", pa.chunked_array(pieces))
+    receipt = archive.archive("acme", start, end, table)
     assert receipt.events == n and receipt.created
     stored = pa.concat_tables(pq.read_table(tmp_path / key, columns=["event_id"]) for key in receipt.keys)
     assert sorted(stored.column("event_id").to_pylist()) == sorted(base.column("event_id").to_pylist())
+
+    # The same events backwards: sorting them took all 2.2 GB in one Arrow string (ArrowInvalid).
+    backwards = pa.concat_tables([table.slice(at, 10_000) for at in range(60_000, -1, -10_000)])
+    again = archive.archive("acme", start, end, backwards)
+    assert again.keys == receipt.keys and not again.created
+
+
+def test_take_in_pieces_gives_the_rows_arrow_take_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The route :func:`_format.take` takes past 2 GiB of text, at a few KB (the limit lowered)."""
+    table = make_table(5_000)
+    order = pa.array(np.random.default_rng(7).permutation(len(table)))
+    monkeypatch.setattr(_format, "_TAKE_BYTES", 4_096)
+    pieced = _format.take(table, order)
+    assert pieced.num_rows == len(table) and pieced.column("payload").num_chunks > 10
+    assert pieced.schema == table.schema and pieced.equals(table.take(order))
+
+
+@pytest.mark.parametrize("sizes", [[], [5], [1] * 10, [3, 9, 1, 1, 1, 20, 2, 2], [0, 0, 7, 0]])
+@pytest.mark.parametrize(("max_bytes", "max_rows"), [(4, None), (4, 2), (100, 3), (1, None)])
+def test_bounded_slices_cover_every_row_once_within_bounds(
+    sizes: list[int], max_bytes: int, max_rows: int | None
+) -> None:
+    ends = np.cumsum(np.array(sizes, np.int64))
+    ranges = list(_format.bounded_slices(ends, max_bytes, max_rows))
+    assert [i for a, b in ranges for i in range(a, b)] == list(range(len(sizes)))
+    for a, b in ranges:
+        assert b > a and (max_rows is None or b - a <= max_rows)
+        assert sum(sizes[a:b]) <= max_bytes or b - a == 1  # one row alone may be larger
+        if b < len(sizes) and (max_rows is None or b - a < max_rows):
+            assert sum(sizes[a : b + 1]) > max_bytes  # no range stops short
 
 
 def test_a_stream_refuses_an_id_repeated_in_a_later_part(tmp_path: Path) -> None:

@@ -7,10 +7,11 @@ and allsource-core's own files (any Parquet with the seven columns).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -81,7 +82,56 @@ def sort_events(table: pa.Table) -> pa.Table:
         if pc.all(pc.less(first, second)).as_py():
             return table
     order = pc.sort_indices(table, sort_keys=[("timestamp", "ascending"), ("event_id", "ascending")])
-    return table.take(order)
+    return take(table, order)
+
+
+#: Past this many bytes in one string column, :func:`take` goes piece by piece.
+_TAKE_BYTES = 1 << 30
+
+
+def take(table: pa.Table, indices: pa.Array) -> pa.Table:
+    """``table.take(indices)``, also when a string column holds more than an Arrow string can (2 GiB).
+
+    Arrow's ``take`` joins a column's chunks into one array first, which fails
+    past 2 GiB of text.  Such a table is widened to 64-bit offsets (one copy),
+    taken from in pieces of at most :data:`_TAKE_BYTES` of text each, and each
+    piece narrowed back: the result is the same rows, in more chunks.
+    """
+    texts = [i for i, f in enumerate(table.schema) if f.type in (pa.string(), pa.binary())]
+    if all(table.column(i).nbytes <= _TAKE_BYTES for i in texts):
+        return table.take(indices)
+    widened = [
+        f.with_type(pa.large_string() if f.type == pa.string() else pa.large_binary()) if i in texts else f
+        for i, f in enumerate(table.schema)
+    ]
+    wide = table.cast(pa.schema(widened, metadata=table.schema.metadata)).combine_chunks()
+    sizes = np.zeros(table.num_rows, np.int64)
+    for i in texts:
+        sizes += pc.fill_null(pc.binary_length(wide.column(i)), 0).to_numpy(zero_copy_only=False)
+    ends = np.cumsum(sizes[np.asarray(indices)])
+    pieces = []
+    for start, stop in bounded_slices(ends, _TAKE_BYTES):
+        pieces.append(wide.take(indices.slice(start, stop - start)).cast(table.schema))
+    return pa.concat_tables(pieces) if pieces else table.slice(0, 0)
+
+
+def bounded_slices(
+    ends: np.ndarray[Any, Any], max_bytes: int, max_rows: int | None = None
+) -> Iterator[tuple[int, int]]:
+    """Consecutive ``(start, stop)`` row ranges of at most ``max_bytes`` (and ``max_rows``) each.
+
+    ``ends`` is the running total of the rows' sizes.  A row larger than
+    ``max_bytes`` alone is a range of its own.
+    """
+    n = len(ends)
+    start = 0
+    while start < n:
+        before = int(ends[start - 1]) if start else 0
+        stop = max(start + 1, int(np.searchsorted(ends, before + max_bytes, side="right")))
+        if max_rows is not None:
+            stop = min(stop, start + max_rows)
+        yield start, stop
+        start = stop
 
 
 def part_window(table: pa.Table) -> Window:
@@ -292,7 +342,7 @@ def unique_sorted(table: pa.Table) -> pa.Table:
         return table  # each id once (the hashes settle it without hashing 36-byte strings)
     index = pa.table({"id": ids, "i": pa.array(range(table.num_rows), pa.int64())})
     first = index.group_by("id", use_threads=False).aggregate([("i", "min")]).column("i_min")
-    return table.take(pc.take(first, pc.array_sort_indices(first)))
+    return take(table, pc.take(first, pc.array_sort_indices(first)))
 
 
 def _timestamp_stats(pf: pq.ParquetFile, group: int) -> tuple[datetime, datetime] | None:

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._errors import InvalidRequest
-from .._format import SCHEMA, rfc3339
+from .._format import SCHEMA, bounded_slices, rfc3339
 from .._ids import surely_unique
 from .window import Window
 
@@ -216,19 +216,15 @@ _SLICE_BYTES = 64 << 20
 
 def _slices(column: pa.ChunkedArray) -> Iterator[tuple[int, pa.ChunkedArray]]:
     """``column`` in consecutive slices (each with its first row's index) of bounded count and size."""
-    n = len(column)
     if column.nbytes <= _SLICE_BYTES:
-        for offset in range(0, n, _SLICE_VALUES):
-            yield offset, column.slice(offset, _SLICE_VALUES)
-        return
-    ends = np.cumsum(pc.fill_null(pc.binary_length(column), 0).to_numpy(zero_copy_only=False), dtype=np.int64)
-    offset = 0
-    while offset < n:
-        before = int(ends[offset - 1]) if offset else 0
-        fits = int(np.searchsorted(ends, before + _SLICE_BYTES, side="right"))
-        stop = min(offset + _SLICE_VALUES, max(offset + 1, fits))
-        yield offset, column.slice(offset, stop - offset)
-        offset = stop
+        ranges: Iterator[tuple[int, int]] = (
+            (at, min(at + _SLICE_VALUES, len(column))) for at in range(0, len(column), _SLICE_VALUES)
+        )
+    else:
+        sizes = pc.fill_null(pc.binary_length(column), 0).to_numpy(zero_copy_only=False)
+        ranges = bounded_slices(np.cumsum(sizes, dtype=np.int64), _SLICE_BYTES, _SLICE_VALUES)
+    for start, stop in ranges:
+        yield start, column.slice(start, stop - start)
 
 
 def _json_slice_ok(piece: pa.ChunkedArray) -> bool:
