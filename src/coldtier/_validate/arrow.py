@@ -190,11 +190,13 @@ def _check_json(table: pa.Table, name: str) -> None:
     loads = orjson.loads
     repeats: bool | None = None
     for offset, piece in _slices(column):
-        values = piece
-        if repeats is None:
-            repeats = len(pc.unique(piece)) * 8 <= len(piece)
-        if repeats:
-            values = pc.unique(piece)
+        values: pa.Array | pa.ChunkedArray = piece
+        if repeats is not False:  # the first slice tells; its distinct values are used, not made twice
+            distinct = pc.unique(piece)
+            if repeats is None:
+                repeats = len(distinct) * 8 <= len(piece)
+            if repeats:
+                values = distinct
         if len(values) > _SMALL and _json_slice_ok(values):
             continue
         texts = values.to_pylist()
